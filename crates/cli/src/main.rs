@@ -1,0 +1,68 @@
+//! `petal`: fine-tune and run image classifiers on any GPU (or the CPU).
+
+mod predict;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use petal_core::device::{DeviceChoice, list_adapters, select_device};
+
+/// petal: GPU-native fine-tuning of image classifiers (Burn + wgpu).
+#[derive(Parser, Debug)]
+#[command(name = "petal", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the compute devices found and which one `--device auto` picks.
+    Info,
+    /// Classify images with a torchvision / petal state dict.
+    Predict(predict::PredictArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info(),
+        Command::Predict(args) => predict::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn info() -> Result<i32> {
+    println!("petal {}", env!("CARGO_PKG_VERSION"));
+    let adapters = list_adapters();
+    println!("wgpu adapters:");
+    if adapters.is_empty() {
+        println!("  (none: no Vulkan / Metal / DX12 driver found)");
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        println!(
+            "  [{i}] {} — {}, {}{}",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.driver.is_empty() {
+                String::new()
+            } else {
+                format!(", driver {}", a.driver)
+            }
+        );
+    }
+    println!("cpu:\n  Flex (Burn's CPU backend), {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let auto = select_device(DeviceChoice::Auto)?;
+    println!("--device auto picks: {}", auto.description);
+    if let Some(n) = auto.notice {
+        println!("{n}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,213 @@
+//! `petal predict`: torchvision eval preprocessing + a forward pass + top-k.
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::*;
+use clap::Args;
+use petal_core::device::{DeviceChoice, select_device};
+use petal_core::imagenet::imagenet_classes;
+use petal_core::inference::top_k;
+use petal_core::weights::load_classifier;
+use petal_data::{DEFAULT_MAX_PIXELS, EvalTransform, decode_rgb8};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `petal predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// PyTorch state dict (.pth/.pt, zip or legacy pickle) of a torchvision DenseNet /
+    /// MobileNetV2, or of one with the seed's concat-pool head.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Architecture: auto (read it from the file), densenet121/161/169/201, mobilenet_v2.
+    #[arg(long, default_value = "auto")]
+    arch: String,
+    /// Class names: `imagenet` (built in), or a JSON file (a list of names, or an object
+    /// mapping index → name). Default: imagenet for 1000-class models, else the index.
+    #[arg(long)]
+    classes: Option<String>,
+    /// How many classes to print per image.
+    #[arg(long, default_value_t = 5)]
+    topk: usize,
+    /// Shorter side after resizing (torchvision `Resize`).
+    #[arg(long, default_value_t = 256)]
+    resize: u32,
+    /// Center crop size (torchvision `CenterCrop`).
+    #[arg(long, default_value_t = 224)]
+    crop: u32,
+    /// Print JSON: `[{"image", "top": [{"index", "label", "prob"}], "logits"?}]`.
+    #[arg(long)]
+    json: bool,
+    /// Include the raw logits (JSON field `logits`, or a line in text mode).
+    #[arg(long)]
+    logits: bool,
+    /// Compute device: auto, cpu, wgpu, vulkan, metal, dx12.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Refuse images with more pixels than this (decompression-bomb guard).
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Image files (JPEG, PNG, WebP, GIF, BMP).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Top {
+    index: usize,
+    label: String,
+    prob: f32,
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    image: String,
+    top: Vec<Top>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logits: Option<Vec<f32>>,
+}
+
+fn load_labels(spec: Option<&str>, classes: usize) -> Result<Vec<String>> {
+    let labels: Vec<String> = match spec {
+        None if classes == 1000 => imagenet_classes().into_iter().map(String::from).collect(),
+        None => return Ok((0..classes).map(|i| i.to_string()).collect()),
+        Some("imagenet") => imagenet_classes().into_iter().map(String::from).collect(),
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--classes {file}: cannot read"))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("--classes {file}: not valid JSON"))?;
+            match value {
+                serde_json::Value::Array(items) => items
+                    .into_iter()
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect(),
+                serde_json::Value::Object(map) => {
+                    let mut out = vec![String::new(); map.len()];
+                    for (k, v) in map {
+                        let i: usize = k.parse().with_context(|| {
+                            format!("--classes {file}: key `{k}` is not a class index")
+                        })?;
+                        let slot = out.get_mut(i).with_context(|| {
+                            format!("--classes {file}: index {i} out of range 0..{}", classes)
+                        })?;
+                        *slot = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+                    }
+                    out
+                }
+                _ => bail!("--classes {file}: expected a JSON list of names or an index → name object"),
+            }
+        }
+    };
+    if labels.len() != classes {
+        bail!(
+            "--classes: {} names given but the model predicts {classes} classes",
+            labels.len()
+        );
+    }
+    Ok(labels)
+}
+
+/// Runs `petal predict`; returns the exit code (1 if any image could not be read).
+pub fn run(args: PredictArgs) -> Result<i32> {
+    if args.topk == 0 || args.batch_size == 0 {
+        bail!("--topk and --batch-size must be at least 1");
+    }
+    if args.crop == 0 || args.resize == 0 {
+        bail!("--resize and --crop must be at least 1");
+    }
+    let choice: DeviceChoice = args.device.parse()?;
+    let selected = select_device(choice)?;
+    if let Some(n) = &selected.notice {
+        eprintln!("{n}");
+    }
+    log::info!("device: {}", selected.description);
+    let device = selected.device;
+    let (model, config, _) = load_classifier(&args.weights, Some(&args.arch), &device)?;
+    let model = model.valid();
+    let labels = load_labels(args.classes.as_deref(), config.num_classes)?;
+    let transform = EvalTransform {
+        resize: args.resize,
+        crop: args.crop,
+        ..EvalTransform::default()
+    };
+    let mut failures = 0;
+    let mut out = Vec::new();
+    for chunk in args.images.chunks(args.batch_size) {
+        let mut names = Vec::new();
+        let mut data = Vec::new();
+        for path in chunk {
+            match decode_rgb8(path, args.max_pixels) {
+                Ok(img) => {
+                    data.extend(transform.apply(&img));
+                    names.push(path.as_path());
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failures += 1;
+                }
+            }
+        }
+        if names.is_empty() {
+            continue;
+        }
+        let c = args.crop as usize;
+        let x = Tensor::<4>::from_data(TensorData::new(data, [names.len(), 3, c, c]), &device);
+        let logits = model.forward(x).into_data();
+        let logits: Vec<f32> = logits.try_to_vec_as::<f32>().context("reading logits back")?;
+        for (i, name) in names.iter().enumerate() {
+            let row = &logits[i * config.num_classes..(i + 1) * config.num_classes];
+            let pred = Prediction {
+                image: name.display().to_string(),
+                top: top_k(row, args.topk)
+                    .into_iter()
+                    .map(|r| Top {
+                        index: r.index,
+                        label: labels[r.index].clone(),
+                        prob: r.prob,
+                    })
+                    .collect(),
+                logits: args.logits.then(|| row.to_vec()),
+            };
+            if !args.json {
+                print_text(name, &pred);
+            }
+            out.push(pred);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    if failures > 0 {
+        eprintln!(
+            "{failures} of {} image(s) could not be read (see above)",
+            args.images.len()
+        );
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn print_text(name: &Path, pred: &Prediction) {
+    println!("{}", name.display());
+    for (rank, t) in pred.top.iter().enumerate() {
+        println!(
+            "  {}. {:<32} {:>7.3}%  (class {})",
+            rank + 1,
+            t.label,
+            100.0 * t.prob,
+            t.index
+        );
+    }
+    if let Some(l) = &pred.logits {
+        println!(
+            "  logits: [{}]",
+            l.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+}

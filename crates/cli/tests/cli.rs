@@ -1,0 +1,136 @@
+//! End-to-end tests of the `petal` binary (one test binary for the CLI crate).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+}
+
+fn petal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_petal"))
+        .args(args)
+        .output()
+        .expect("run petal")
+}
+
+fn f32_fixture(name: &str) -> Vec<f32> {
+    std::fs::read(fixture(name))
+        .unwrap()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("petal-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn predict_json_reproduces_pytorch_end_to_end() {
+    let weights = fixture("mobilenet_v2_w025.pth");
+    let photo = fixture("photo.png");
+    let out = petal(&[
+        "predict",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        "--logits",
+        "--topk",
+        "3",
+        photo.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pred = &v[0];
+    assert!(pred["image"].as_str().unwrap().ends_with("photo.png"));
+    let logits: Vec<f32> = pred["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    // PyTorch: PIL open → Resize(256) → CenterCrop(224) → ToTensor → Normalize → model.
+    let want = f32_fixture("mobilenet_v2_w025_photo_logits.f32");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = logits
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max)
+        / scale;
+    assert!(err <= 1e-4, "max relative error {err:e}");
+    let argmax = (0..want.len()).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+    let top = pred["top"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    assert_eq!(top[0]["index"].as_u64().unwrap() as usize, argmax);
+    assert_eq!(top[0]["label"].as_str().unwrap(), argmax.to_string());
+    let p0 = top[0]["prob"].as_f64().unwrap();
+    let p1 = top[1]["prob"].as_f64().unwrap();
+    assert!(p0 >= p1 && p0 <= 1.0);
+}
+
+#[test]
+fn a_broken_image_is_named_the_others_predicted_and_the_exit_code_nonzero() {
+    let dir = tmpdir("broken");
+    let empty = dir.join("empty.jpg");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.join("notes.png");
+    std::fs::write(&text, b"not an image at all").unwrap();
+    let classes = dir.join("classes.json");
+    let names: Vec<String> = (0..10).map(|i| format!("flower-{i}")).collect();
+    std::fs::write(&classes, serde_json::to_string(&names).unwrap()).unwrap();
+    let out = petal(&[
+        "predict",
+        "--weights",
+        fixture("mobilenet_v2_w025_legacy.pth").to_str().unwrap(),
+        "--classes",
+        classes.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        empty.to_str().unwrap(),
+        fixture("photo.png").to_str().unwrap(),
+        text.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("empty.jpg"), "{stderr}");
+    assert!(stderr.contains("notes.png"), "{stderr}");
+    assert!(stderr.contains("2 of 3 image(s) could not be read"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert!(v[0]["top"][0]["label"].as_str().unwrap().starts_with("flower-"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_wrong_arch_is_a_clear_error() {
+    let out = petal(&[
+        "predict",
+        "--weights",
+        fixture("densenet_tiny.pth").to_str().unwrap(),
+        "--arch",
+        "resnet50",
+        "--device",
+        "cpu",
+        fixture("photo.png").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown architecture `resnet50`"), "{stderr}");
+    assert!(stderr.contains("densenet161"), "{stderr}");
+}
+
+#[test]
+fn info_lists_devices_and_the_auto_choice() {
+    let out = petal(&["info"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("wgpu adapters:"), "{stdout}");
+    assert!(stdout.contains("--device auto picks:"), "{stdout}");
+}

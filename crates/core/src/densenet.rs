@@ -1,0 +1,290 @@
+//! DenseNet, exactly as torchvision builds it.
+//!
+//! Huang, Liu, van der Maaten, Weinberger, *Densely Connected Convolutional Networks*,
+//! CVPR 2017, <https://arxiv.org/abs/1608.06993>. Layer for layer the torchvision
+//! implementation (`torchvision/models/densenet.py`): stem `conv0` 7×7/2 → `norm0` →
+//! `relu0` → `pool0` (max 3×3/2, pad 1); dense blocks whose layers are
+//! `norm1 → relu → conv1 (1×1, bn_size·k) → norm2 → relu → conv2 (3×3, k)` on the
+//! concatenation of all earlier maps; transitions `norm → relu → conv (1×1, C/2) →
+//! avg-pool 2×2/2`; `norm5`. No convolution has a bias.
+//!
+//! [`DenseNet::forward_features`] ends with the ReLU that torchvision applies in
+//! `DenseNet.forward` after `norm5` (timm's `forward_features` does the same), so any
+//! head sees the same map as torchvision's classifier does.
+//!
+//! Parameter names follow petal's module tree (`blocks.1.layers.3.conv2.weight`); the
+//! torchvision names (`features.denseblock2.denselayer4.conv2.weight`, and the legacy
+//! `norm.1`/`conv.2` spellings of the 2017 files) are mapped by [`crate::weights`].
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// [`DenseNet`] configuration; presets mirror torchvision's constructors.
+#[derive(Config, Debug, PartialEq)]
+pub struct DenseNetConfig {
+    /// Growth rate `k`: channels each dense layer adds.
+    pub growth_rate: usize,
+    /// Number of dense layers in each block.
+    pub block_config: Vec<usize>,
+    /// Channels produced by the stem convolution.
+    pub num_init_features: usize,
+    /// Bottleneck width multiplier: `conv1` outputs `bn_size · growth_rate` channels.
+    #[config(default = 4)]
+    pub bn_size: usize,
+    /// Dropout after each dense layer (torchvision's `drop_rate`, 0 in every preset).
+    #[config(default = 0.0)]
+    pub drop_rate: f64,
+}
+
+impl DenseNetConfig {
+    /// DenseNet-121: k = 32, blocks (6, 12, 24, 16), 64 stem channels, 1024 features.
+    pub fn densenet121() -> Self {
+        Self::new(32, vec![6, 12, 24, 16], 64)
+    }
+    /// DenseNet-161: k = 48, blocks (6, 12, 36, 24), 96 stem channels, 2208 features.
+    pub fn densenet161() -> Self {
+        Self::new(48, vec![6, 12, 36, 24], 96)
+    }
+    /// DenseNet-169: k = 32, blocks (6, 12, 32, 32), 64 stem channels, 1664 features.
+    pub fn densenet169() -> Self {
+        Self::new(32, vec![6, 12, 32, 32], 64)
+    }
+    /// DenseNet-201: k = 32, blocks (6, 12, 48, 32), 64 stem channels, 1920 features.
+    pub fn densenet201() -> Self {
+        Self::new(32, vec![6, 12, 48, 32], 64)
+    }
+
+    /// Channels entering each block, and the final feature count, as torchvision computes them.
+    fn channel_plan(&self) -> (Vec<usize>, usize) {
+        let mut c = self.num_init_features;
+        let mut inputs = Vec::with_capacity(self.block_config.len());
+        for (i, &n) in self.block_config.iter().enumerate() {
+            inputs.push(c);
+            c += n * self.growth_rate;
+            if i + 1 != self.block_config.len() {
+                c /= 2;
+            }
+        }
+        (inputs, c)
+    }
+
+    /// Number of channels of the final feature map (`norm5`'s width).
+    pub fn num_features(&self) -> usize {
+        self.channel_plan().1
+    }
+
+    /// Builds the network with torchvision's initialisation (Kaiming-normal convolutions,
+    /// BatchNorm weight 1 / bias 0).
+    ///
+    /// # Panics
+    /// If the configuration has no block, a zero growth rate, bn_size or stem width.
+    pub fn init(&self, device: &Device) -> DenseNet {
+        assert!(
+            !self.block_config.is_empty() && self.block_config.iter().all(|&n| n > 0),
+            "DenseNet needs at least one block and every block at least one layer, got {:?}",
+            self.block_config
+        );
+        assert!(
+            self.growth_rate > 0 && self.bn_size > 0 && self.num_init_features > 0,
+            "DenseNet growth_rate ({}), bn_size ({}) and num_init_features ({}) must be > 0",
+            self.growth_rate,
+            self.bn_size,
+            self.num_init_features
+        );
+        let (inputs, out) = self.channel_plan();
+        let blocks = self
+            .block_config
+            .iter()
+            .zip(&inputs)
+            .map(|(&n, &c_in)| DenseBlock {
+                layers: (0..n)
+                    .map(|l| self.layer(c_in + l * self.growth_rate, device))
+                    .collect(),
+            })
+            .collect();
+        let transitions = inputs
+            .iter()
+            .zip(&self.block_config)
+            .take(self.block_config.len() - 1)
+            .map(|(&c_in, &n)| {
+                let c = c_in + n * self.growth_rate;
+                Transition {
+                    norm: BatchNormConfig::new(c).init(device),
+                    conv: conv(c, c / 2, 1, 1, 0, device),
+                    pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+                }
+            })
+            .collect();
+        DenseNet {
+            conv0: conv(3, self.num_init_features, 7, 2, 3, device),
+            norm0: BatchNormConfig::new(self.num_init_features).init(device),
+            pool0: MaxPool2dConfig::new([3, 3])
+                .with_strides([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(),
+            blocks,
+            transitions,
+            norm5: BatchNormConfig::new(out).init(device),
+            dropout: DropoutConfig::new(self.drop_rate).init(),
+        }
+    }
+
+    fn layer(&self, c_in: usize, device: &Device) -> DenseLayer {
+        let mid = self.bn_size * self.growth_rate;
+        DenseLayer {
+            norm1: BatchNormConfig::new(c_in).init(device),
+            conv1: conv(c_in, mid, 1, 1, 0, device),
+            norm2: BatchNormConfig::new(mid).init(device),
+            conv2: conv(mid, self.growth_rate, 3, 1, 1, device),
+        }
+    }
+}
+
+/// A bias-free square convolution with torchvision's Kaiming-normal initialisation.
+pub(crate) fn conv(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    device: &Device,
+) -> Conv2d {
+    conv_grouped(c_in, c_out, k, stride, pad, 1, false, device)
+}
+
+/// [`conv`] with channel groups (depthwise when `groups == c_in`) and a choice of Kaiming
+/// fan (torchvision's DenseNet uses fan-in, MobileNetV2 fan-out).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_grouped(
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    fan_out_only: bool,
+    device: &Device,
+) -> Conv2d {
+    Conv2dConfig::new([c_in, c_out], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+        .with_groups(groups)
+        .with_bias(false)
+        .with_initializer(burn::nn::Initializer::KaimingNormal {
+            gain: 2f64.sqrt(),
+            fan_out_only,
+        })
+        .init(device)
+}
+
+/// One dense layer: BN-ReLU-Conv1×1 bottleneck then BN-ReLU-Conv3×3 producing `k` maps.
+#[derive(Module, Debug)]
+pub struct DenseLayer {
+    /// BatchNorm on the concatenated input.
+    pub norm1: BatchNorm,
+    /// 1×1 bottleneck to `bn_size · k` channels.
+    pub conv1: Conv2d,
+    /// BatchNorm on the bottleneck.
+    pub norm2: BatchNorm,
+    /// 3×3 convolution to `k` channels.
+    pub conv2: Conv2d,
+}
+
+impl DenseLayer {
+    /// # Shapes
+    /// - `x`: `[N, C_in, H, W]` (the concatenation of all earlier maps of the block)
+    /// - output: `[N, k, H, W]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let x = self.conv1.forward(relu(self.norm1.forward(x)));
+        self.conv2.forward(relu(self.norm2.forward(x)))
+    }
+}
+
+/// A dense block: every layer sees the concatenation of the block input and all earlier outputs.
+#[derive(Module, Debug)]
+pub struct DenseBlock {
+    /// The block's layers, in order.
+    pub layers: Vec<DenseLayer>,
+}
+
+/// Transition between blocks: BN-ReLU-Conv1×1 halving the channels, then 2×2 average pooling.
+#[derive(Module, Debug)]
+pub struct Transition {
+    /// BatchNorm on the block output.
+    pub norm: BatchNorm,
+    /// 1×1 convolution to half the channels.
+    pub conv: Conv2d,
+    /// 2×2/2 average pooling.
+    pub pool: AvgPool2d,
+}
+
+/// A torchvision-compatible DenseNet feature extractor (everything before the classifier).
+#[derive(Module, Debug)]
+pub struct DenseNet {
+    /// Stem 7×7/2 convolution.
+    pub conv0: Conv2d,
+    /// Stem BatchNorm.
+    pub norm0: BatchNorm,
+    /// Stem 3×3/2 max pooling.
+    pub pool0: MaxPool2d,
+    /// Dense blocks (`denseblock1…` in torchvision).
+    pub blocks: Vec<DenseBlock>,
+    /// Transitions (`transition1…`), one fewer than blocks.
+    pub transitions: Vec<Transition>,
+    /// Final BatchNorm.
+    pub norm5: BatchNorm,
+    /// Dropout after each dense layer (torchvision's `drop_rate`; active only in training).
+    pub dropout: Dropout,
+}
+
+impl DenseNet {
+    /// Channels of the feature map [`forward_features`](Self::forward_features) returns.
+    pub fn num_features(&self) -> usize {
+        let [c] = self.norm5.gamma.shape().dims();
+        c
+    }
+
+    /// The configuration that rebuilds this network's shapes.
+    pub fn config(&self) -> DenseNetConfig {
+        let [init, ..] = self.conv0.weight.shape().dims::<4>();
+        let [growth, mid, ..] = self.blocks[0].layers[0].conv2.weight.shape().dims::<4>();
+        DenseNetConfig::new(
+            growth,
+            self.blocks.iter().map(|b| b.layers.len()).collect(),
+            init,
+        )
+        .with_bn_size(mid / growth)
+        .with_drop_rate(self.dropout.prob)
+    }
+
+    /// Feature map after `norm5` and ReLU.
+    ///
+    /// # Shapes
+    /// - `x`: `[N, 3, H, W]`
+    /// - output: `[N, num_features, H/32, W/32]` (rounded as the strided ops round)
+    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, c, ..] = x.dims();
+        assert_eq!(c, 3, "DenseNet expects 3 input channels, got {c}");
+        let mut x = self
+            .pool0
+            .forward(relu(self.norm0.forward(self.conv0.forward(x))));
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut features = vec![x];
+            for layer in &block.layers {
+                let input = Tensor::cat(features.clone(), 1);
+                features.push(self.dropout.forward(layer.forward(input)));
+            }
+            x = Tensor::cat(features, 1);
+            if let Some(t) = self.transitions.get(i) {
+                x = t
+                    .pool
+                    .forward(t.conv.forward(relu(t.norm.forward(x))));
+            }
+        }
+        relu(self.norm5.forward(x))
+    }
+}

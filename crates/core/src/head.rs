@@ -1,0 +1,179 @@
+//! Classifier heads: the seed article's concat-pool head and torchvision's linear head.
+//!
+//! The concat-pool head (fastai's `create_head`, the seed's `ClassifierNew`) is
+//! `concat(avg-pool, max-pool) → flatten → [BatchNorm1d → Dropout → Linear → ReLU]* →
+//! BatchNorm1d → Dropout → Linear`. With the defaults (one hidden layer of 1024,
+//! dropout 0.35) on DenseNet-161 it is exactly the seed's 4416 → 1024 → classes head.
+//! The pooled halves are ordered avg then max ([`PoolOrder::AvgMax`], as the seed and
+//! timm); fastai orders max then avg.
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+pub use petal_kernels::concat_pool::PoolOrder;
+
+/// [`ConcatPoolHead`] configuration.
+#[derive(Config, Debug, PartialEq)]
+pub struct ConcatPoolHeadConfig {
+    /// Channels of the backbone's feature map (`C`; the head's input is `2·C`).
+    pub num_features: usize,
+    /// Number of output classes.
+    pub num_classes: usize,
+    /// Widths of the hidden linear layers (the seed: one of 1024).
+    #[config(default = "vec![1024]")]
+    pub hidden: Vec<usize>,
+    /// Dropout before each linear layer: one value for all, or one per linear layer
+    /// (`hidden.len() + 1` values). The seed: 0.35.
+    #[config(default = "vec![0.35]")]
+    pub dropout: Vec<f64>,
+    /// Order of the pooled halves.
+    #[config(default = "PoolOrder::AvgMax")]
+    pub pool_order: PoolOrder,
+}
+
+impl ConcatPoolHeadConfig {
+    /// Builds the head.
+    ///
+    /// # Panics
+    /// If a width is zero, or `dropout` has neither 1 nor `hidden.len() + 1` values, or a
+    /// dropout is outside `[0, 1)`.
+    pub fn init(&self, device: &Device) -> ConcatPoolHead {
+        let n_linear = self.hidden.len() + 1;
+        assert!(
+            self.dropout.len() == 1 || self.dropout.len() == n_linear,
+            "ConcatPoolHead: dropout needs 1 or {n_linear} values (one per linear layer), got {:?}",
+            self.dropout
+        );
+        assert!(
+            self.dropout.iter().all(|p| (0.0..1.0).contains(p)),
+            "ConcatPoolHead: every dropout must be in [0, 1), got {:?}",
+            self.dropout
+        );
+        let mut widths = vec![2 * self.num_features];
+        widths.extend(&self.hidden);
+        widths.push(self.num_classes);
+        assert!(
+            widths.iter().all(|&w| w > 0),
+            "ConcatPoolHead: widths must be > 0, got {widths:?}"
+        );
+        let blocks = widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| HeadBlock {
+                bn: BatchNormConfig::new(w[0]).init(device),
+                dropout: DropoutConfig::new(self.dropout[i.min(self.dropout.len() - 1)]).init(),
+                fc: LinearConfig::new(w[0], w[1]).init(device),
+            })
+            .collect();
+        ConcatPoolHead {
+            blocks,
+            pool_order: self.pool_order,
+        }
+    }
+}
+
+/// `BatchNorm1d → Dropout → Linear`, one stage of the concat-pool head.
+#[derive(Module, Debug)]
+pub struct HeadBlock {
+    /// BatchNorm1d on the stage input (the seed's `bn0`, `bn1`).
+    pub bn: BatchNorm,
+    /// Dropout (the seed's `dropout0`, `dropout1`).
+    pub dropout: Dropout,
+    /// Linear layer (the seed's `fc1`, `fc2`).
+    pub fc: Linear,
+}
+
+/// The concat-pool head. Stages are separated by ReLU; the last stage's output is the logits.
+#[derive(Module, Debug)]
+pub struct ConcatPoolHead {
+    /// The stages, input side first.
+    pub blocks: Vec<HeadBlock>,
+    /// Order of the pooled halves.
+    #[module(skip)]
+    pub pool_order: PoolOrder,
+}
+
+impl ConcatPoolHead {
+    /// Number of classes the head predicts.
+    pub fn num_classes(&self) -> usize {
+        self.blocks.last().map(|b| b.fc.weight.shape().dims::<2>()[1]).unwrap_or(0)
+    }
+
+    /// # Shapes
+    /// - `features`: `[N, C, H, W]`
+    /// - output: `[N, classes]` logits
+    pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
+        let [_, c, ..] = features.dims();
+        let [expected] = self.blocks[0].bn.gamma.shape().dims();
+        assert_eq!(
+            2 * c,
+            expected,
+            "ConcatPoolHead expects {} feature channels, got {c}",
+            expected / 2
+        );
+        let mut x = petal_kernels::concat_pool::concat_pool(features, self.pool_order);
+        let last = self.blocks.len() - 1;
+        for (i, b) in self.blocks.iter().enumerate() {
+            x = b.fc.forward(b.dropout.forward(b.bn.forward(x)));
+            if i != last {
+                x = relu(x);
+            }
+        }
+        x
+    }
+}
+
+/// [`LinearHead`] configuration.
+#[derive(Config, Debug, PartialEq)]
+pub struct LinearHeadConfig {
+    /// Channels of the backbone's feature map.
+    pub num_features: usize,
+    /// Number of output classes.
+    pub num_classes: usize,
+    /// Dropout before the linear layer (torchvision: 0 for DenseNet, 0.2 for MobileNetV2).
+    #[config(default = 0.0)]
+    pub dropout: f64,
+}
+
+impl LinearHeadConfig {
+    /// Builds the head (PyTorch's default `nn.Linear` initialisation, bias zero as torchvision).
+    pub fn init(&self, device: &Device) -> LinearHead {
+        let mut fc = LinearConfig::new(self.num_features, self.num_classes).init(device);
+        if let Some(b) = fc.bias.as_mut() {
+            *b = burn::module::Param::from_tensor(Tensor::zeros([self.num_classes], device));
+        }
+        LinearHead {
+            dropout: DropoutConfig::new(self.dropout).init(),
+            fc,
+        }
+    }
+}
+
+/// torchvision's classifier: global average pool → flatten → (Dropout) → Linear.
+#[derive(Module, Debug)]
+pub struct LinearHead {
+    /// Dropout before the linear layer.
+    pub dropout: Dropout,
+    /// The linear classifier.
+    pub fc: Linear,
+}
+
+impl LinearHead {
+    /// Number of classes the head predicts.
+    pub fn num_classes(&self) -> usize {
+        self.fc.weight.shape().dims::<2>()[1]
+    }
+
+    /// # Shapes
+    /// - `features`: `[N, C, H, W]`
+    /// - output: `[N, classes]` logits
+    pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
+        let [n, c, h, w] = features.dims();
+        let pooled: Tensor<2> = features
+            .reshape([n, c, h * w])
+            .mean_dim(2)
+            .reshape([n, c]);
+        self.fc.forward(self.dropout.forward(pooled))
+    }
+}

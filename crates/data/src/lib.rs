@@ -1,0 +1,15 @@
+//! # petal-data
+//!
+//! Image decoding ([`decode`]) and torchvision's eval preprocessing ([`transform`]):
+//! resize of the shorter side with Pillow's antialiased bilinear filter (bit-exact with
+//! `torchvision.transforms.Resize` on PIL images), center crop (torchvision's
+//! half-to-even offset rounding and zero padding), `ToTensor` and ImageNet `Normalize`.
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod error;
+pub mod transform;
+
+pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
+pub use error::DataError;
+pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};

@@ -1,0 +1,92 @@
+//! Fixture loading and comparison helpers.
+
+use burn::prelude::*;
+use petal::models::device::{DeviceChoice, select_device};
+use std::path::PathBuf;
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+fn manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(fixture("manifest.json")).expect("tests/fixtures/manifest.json");
+    serde_json::from_str(&text).expect("manifest.json is JSON")
+}
+
+pub fn manifest_entry(name: &str) -> serde_json::Value {
+    manifest()[name].clone()
+}
+
+/// A fixture tensor: (shape, raw bytes).
+fn raw(name: &str) -> (Vec<usize>, Vec<u8>) {
+    let m = manifest();
+    let entry = &m["tensors"][name];
+    let file = entry["file"].as_str().unwrap_or_else(|| panic!("no fixture tensor `{name}`"));
+    let shape = entry["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    (shape, std::fs::read(fixture(file)).unwrap())
+}
+
+pub fn f32s(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let (shape, bytes) = raw(name);
+    let v: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(v.len(), shape.iter().product::<usize>(), "{name}");
+    (shape, v)
+}
+
+pub fn u8s(name: &str) -> (Vec<usize>, Vec<u8>) {
+    raw(name)
+}
+
+pub fn tensor4(name: &str, device: &Device) -> Tensor<4> {
+    let (shape, v) = f32s(name);
+    Tensor::from_data(TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]), device)
+}
+
+pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec_as::<f32>().unwrap()
+}
+
+/// max |a − b| / max |b|: the error relative to the reference's scale.
+pub fn max_rel_err(actual: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(actual.len(), expected.len(), "lengths differ");
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    actual
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| if a.is_nan() || b.is_nan() { f32::INFINITY } else { (a - b).abs() })
+        .fold(0f32, f32::max)
+        / scale
+}
+
+pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
+    let err = max_rel_err(actual, expected);
+    assert!(
+        err <= tol,
+        "{what}: max relative error {err:e} > {tol:e}\n actual[..4]   {:?}\n expected[..4] {:?}",
+        &actual[..actual.len().min(4)],
+        &expected[..expected.len().min(4)]
+    );
+}
+
+pub fn flex() -> Device {
+    Device::flex()
+}
+
+/// The wgpu device. Fails (never skips) when no adapter is available: CI installs lavapipe.
+pub fn wgpu() -> Device {
+    match select_device(DeviceChoice::Wgpu) {
+        Ok(d) => d.device,
+        Err(e) => panic!("wgpu test needs a wgpu adapter (CI installs lavapipe): {e}"),
+    }
+}

@@ -1,0 +1,11 @@
+//! petal's integration tests: one binary (one link of Burn, shared shader/autotune caches).
+//!
+//! Fixtures in `tests/fixtures/` come from `scripts/make_fixtures.py` (PyTorch +
+//! torchvision). Tests named `*_wgpu` run on a wgpu adapter (lavapipe in CI) and **fail**
+//! when there is none: they are never skipped.
+
+mod common;
+mod contract;
+mod parity;
+mod preprocess;
+mod weights;
