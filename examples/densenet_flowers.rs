@@ -85,12 +85,24 @@ fn main() -> anyhow::Result<()> {
         }
     };
     println!("built in {:.1} s", t0.elapsed().as_secs_f32());
-    println!("\nmodel: {} + concat-pool head, {} classes", config.backbone.name(), config.num_classes);
-    println!("  feature channels: {} (head input {} = avg ‖ max)", model.num_features(), 2 * model.num_features());
+    println!(
+        "\nmodel: {} + concat-pool head, {} classes",
+        config.backbone.name(),
+        config.num_classes
+    );
+    println!(
+        "  feature channels: {} (head input {} = avg ‖ max)",
+        model.num_features(),
+        2 * model.num_features()
+    );
     println!("  parameters: {}", model.num_parameters());
     println!("  layer groups (freeze / discriminative LR units):");
     for g in model.layer_groups() {
-        println!("    - {:<24} {:>11} parameters", g.name, g.num_params(&model));
+        println!(
+            "    - {:<24} {:>11} parameters",
+            g.name,
+            g.num_params(&model)
+        );
     }
 
     let img = match &args.image {
@@ -98,12 +110,22 @@ fn main() -> anyhow::Result<()> {
         None => sample_flower(320, 5),
     };
     let transform = EvalTransform::default();
-    let x = Tensor::<4>::from_data(TensorData::new(transform.apply(&img), [1, 3, 224, 224]), &device);
+    let x = Tensor::<4>::from_data(
+        TensorData::new(transform.apply(&img), [1, 3, 224, 224]),
+        &device,
+    );
     let t0 = Instant::now();
-    let logits: Vec<f32> = model.valid().forward(x).into_data().try_to_vec_as::<f32>()?;
+    let logits: Vec<f32> = model
+        .valid()
+        .forward(x)
+        .into_data()
+        .try_to_vec_as::<f32>()?;
     println!(
         "\nprediction for {} ({:.2} s forward; the head is untrained, so the classes are arbitrary):",
-        args.image.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "the drawn sample flower".into()),
+        args.image
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the drawn sample flower".into()),
         t0.elapsed().as_secs_f32()
     );
     for (i, r) in top_k(&logits, 5).iter().enumerate() {

@@ -122,6 +122,20 @@ def densenet_fixtures(gen):
     save("densenet_tiny_seedhead_logits", seed_logits.numpy())
 
 
+def format_fixtures():
+    """Small files in formats the Rust encoders cannot write (CMYK JPEG, palette PNG), with
+    the RGB values Pillow's convert("RGB") gives them."""
+    cmyk = Image.new("CMYK", (16, 16), (0, 200, 200, 30))
+    cmyk.save(os.path.join(OUT, "cmyk.jpg"), quality=95)
+    pal = Image.new("P", (16, 16), 3)
+    pal.putpalette([0, 0, 0, 10, 20, 30, 40, 50, 60, 200, 100, 50] + [0] * (256 * 3 - 12))
+    pal.save(os.path.join(OUT, "palette.png"))
+    manifest["formats"] = {
+        "cmyk.jpg": list(Image.open(os.path.join(OUT, "cmyk.jpg")).convert("RGB").getpixel((8, 8))),
+        "palette.png": list(Image.open(os.path.join(OUT, "palette.png")).convert("RGB").getpixel((8, 8))),
+    }
+
+
 def eval_photo(resize=256, crop=224):
     """The photo fixture through torchvision's ImageNet eval transform, as a [1, 3, crop, crop] batch."""
     photo = Image.open(os.path.join(OUT, "photo.png")).convert("RGB")
@@ -170,6 +184,7 @@ def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1234)
     preprocessing_fixtures()
+    format_fixtures()
     densenet_fixtures(gen)
     mobilenet_fixtures(gen)
     with open(os.path.join(OUT, "manifest.json"), "w") as f:

@@ -12,7 +12,8 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 fn manifest() -> serde_json::Value {
-    let text = std::fs::read_to_string(fixture("manifest.json")).expect("tests/fixtures/manifest.json");
+    let text =
+        std::fs::read_to_string(fixture("manifest.json")).expect("tests/fixtures/manifest.json");
     serde_json::from_str(&text).expect("manifest.json is JSON")
 }
 
@@ -24,7 +25,9 @@ pub fn manifest_entry(name: &str) -> serde_json::Value {
 fn raw(name: &str) -> (Vec<usize>, Vec<u8>) {
     let m = manifest();
     let entry = &m["tensors"][name];
-    let file = entry["file"].as_str().unwrap_or_else(|| panic!("no fixture tensor `{name}`"));
+    let file = entry["file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no fixture tensor `{name}`"));
     let shape = entry["shape"]
         .as_array()
         .unwrap()
@@ -50,7 +53,10 @@ pub fn u8s(name: &str) -> (Vec<usize>, Vec<u8>) {
 
 pub fn tensor4(name: &str, device: &Device) -> Tensor<4> {
     let (shape, v) = f32s(name);
-    Tensor::from_data(TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]), device)
+    Tensor::from_data(
+        TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]),
+        device,
+    )
 }
 
 pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -60,17 +66,28 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// max |a − b| / max |b|: the error relative to the reference's scale.
 pub fn max_rel_err(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "lengths differ");
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    let scale = expected
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
     actual
         .iter()
         .zip(expected)
-        .map(|(a, b)| if a.is_nan() || b.is_nan() { f32::INFINITY } else { (a - b).abs() })
+        .map(|(a, b)| {
+            if a.is_nan() || b.is_nan() {
+                f32::INFINITY
+            } else {
+                (a - b).abs()
+            }
+        })
         .fold(0f32, f32::max)
         / scale
 }
 
 pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {
     let err = max_rel_err(actual, expected);
+    // Shown with --nocapture; BENCHMARKS.md records these figures.
+    println!("{what}: max relative error {err:.2e}");
     assert!(
         err <= tol,
         "{what}: max relative error {err:e} > {tol:e}\n actual[..4]   {:?}\n expected[..4] {:?}",

@@ -142,11 +142,18 @@ fn torchvision_parameter_counts() {
         assert_eq!(cfg.init(&device).num_parameters(), want, "{name}");
     }
     // The seed's head on DenseNet-161: 4416 → 1024 → 102.
-    let seed = ClassifierConfig::new(BackboneConfig::from_name("densenet161").unwrap(), HeadConfig::seed(), 102);
+    let seed = ClassifierConfig::new(
+        BackboneConfig::from_name("densenet161").unwrap(),
+        HeadConfig::seed(),
+        102,
+    );
     let m = seed.init(&device);
     assert_eq!(m.num_features(), 2208);
     let head = m.num_parameters() - (28_681_000 - (2208 * 1000 + 1000));
-    assert_eq!(head, 2 * 4416 + 4416 * 1024 + 1024 + 2 * 1024 + 1024 * 102 + 102);
+    assert_eq!(
+        head,
+        2 * 4416 + 4416 * 1024 + 1024 + 2 * 1024 + 1024 * 102 + 102
+    );
 }
 
 #[test]
@@ -156,5 +163,8 @@ fn tiny_fixture_parameter_count_matches_pytorch() {
         BackboneConfig::DenseNet(DenseNetConfig::new(8, vec![2, 3, 2], 16).with_bn_size(2)),
         10,
     );
-    assert_eq!(cfg.init(&flex()).num_parameters() as u64, m["num_params"].as_u64().unwrap());
+    assert_eq!(
+        cfg.init(&flex()).num_parameters() as u64,
+        m["num_params"].as_u64().unwrap()
+    );
 }

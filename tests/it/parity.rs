@@ -13,12 +13,17 @@ fn logits_match(weights: &str, input: &str, expected: &str, device: &Device) {
     let x = tensor4(input, device);
     let logits = values(model.valid().forward(x));
     let (_, want) = f32s(expected);
-    assert_close(&logits, &want, TOL, weights);
+    assert_close(&logits, &want, TOL, &format!("{weights} on {device:?}"));
 }
 
 #[test]
 fn densenet_zip_logits_match_pytorch_flex() {
-    logits_match("densenet_tiny.pth", "densenet_tiny_input", "densenet_tiny_logits", &flex());
+    logits_match(
+        "densenet_tiny.pth",
+        "densenet_tiny_input",
+        "densenet_tiny_logits",
+        &flex(),
+    );
 }
 
 #[test]
@@ -65,7 +70,11 @@ fn seed_concat_pool_head_logits_match_pytorch_flex() {
 fn densenet_features_match_pytorch_flex() {
     let device = flex();
     let (model, _, _) = load_classifier(fixture("densenet_tiny.pth"), None, &device).unwrap();
-    let f = values(model.valid().forward_features(tensor4("densenet_tiny_input", &device)));
+    let f = values(
+        model
+            .valid()
+            .forward_features(tensor4("densenet_tiny_input", &device)),
+    );
     let (_, want) = f32s("densenet_tiny_features");
     assert_close(&f, &want, TOL, "relu(features)");
 }
@@ -75,7 +84,12 @@ fn parity_wgpu() {
     // One test for all wgpu parity checks: the runtime, shaders and autotune results are
     // shared, and lavapipe compiles each kernel once.
     let device = wgpu();
-    logits_match("densenet_tiny_legacy.pth", "densenet_tiny_input", "densenet_tiny_logits", &device);
+    logits_match(
+        "densenet_tiny_legacy.pth",
+        "densenet_tiny_input",
+        "densenet_tiny_logits",
+        &device,
+    );
     logits_match(
         "mobilenet_v2_w025.pth",
         "mobilenet_v2_w025_input",

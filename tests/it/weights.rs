@@ -29,8 +29,14 @@ fn infers_densenet_config_from_both_formats() {
         assert_eq!(head, HeadConfig::Linear { dropout: 0.0 });
         assert_eq!(classes, m["num_classes"].as_u64().unwrap() as usize);
         // Legacy `norm.1` keys come out in the modern spelling, without num_batches_tracked.
-        assert!(sd.keys().any(|k| k == "features.denseblock1.denselayer1.norm1.weight"));
-        assert!(!sd.keys().any(|k| k.contains("num_batches_tracked") || k.contains("norm.1")));
+        assert!(
+            sd.keys()
+                .any(|k| k == "features.denseblock1.denselayer1.norm1.weight")
+        );
+        assert!(
+            !sd.keys()
+                .any(|k| k.contains("num_batches_tracked") || k.contains("norm.1"))
+        );
     }
 }
 
@@ -54,32 +60,43 @@ fn infers_mobilenet_width_and_seed_head() {
 #[test]
 fn backbone_only_load_keeps_a_fresh_head_and_exact_features() {
     let device = flex();
-    let backbone = StateDict::read(fixture("densenet_tiny.pth")).unwrap().infer().unwrap().0;
+    let backbone = StateDict::read(fixture("densenet_tiny.pth"))
+        .unwrap()
+        .infer()
+        .unwrap()
+        .0;
     // The seed's head on 7 new classes; the file's 10-class linear classifier is ignored.
     let config = ClassifierConfig::new(backbone, HeadConfig::seed(), 7);
     let (model, report) =
         load_pretrained_backbone(fixture("densenet_tiny_legacy.pth"), &config, &device).unwrap();
     assert!(report.head_fresh);
-    assert_eq!(report.head_ignored, 2, "classifier.weight and classifier.bias");
+    assert_eq!(
+        report.head_ignored, 2,
+        "classifier.weight and classifier.bias"
+    );
     assert_eq!(model.num_classes(), 7);
     let model = burn::module::Module::valid(&model);
     let f = values(model.forward_features(tensor4("densenet_tiny_input", &device)));
     let (_, want) = f32s("densenet_tiny_features");
     assert_close(&f, &want, 1e-4, "features after backbone-only load");
-    let [n, c] = model.forward(tensor4("densenet_tiny_input", &device)).dims();
+    let [n, c] = model
+        .forward(tensor4("densenet_tiny_input", &device))
+        .dims();
     assert_eq!((n, c), (2, 7));
 }
 
 #[test]
 fn wrong_architecture_is_refused_with_the_mismatched_keys() {
     let err = load_classifier(fixture("densenet_tiny.pth"), Some("mobilenet_v2"), &flex())
-        .err()
-        .expect("a DenseNet file must not load into MobileNetV2");
+        .expect_err("a DenseNet file must not load into MobileNetV2");
     let msg = err.to_string();
     assert!(matches!(err, CoreError::Mismatch { .. }), "{msg}");
     assert!(msg.contains("missing from the file"), "{msg}");
     assert!(msg.contains("unexpected in the file"), "{msg}");
-    assert!(msg.contains("features.conv0.weight"), "names the unexpected torchvision key: {msg}");
+    assert!(
+        msg.contains("features.conv0.weight"),
+        "names the unexpected torchvision key: {msg}"
+    );
     assert!(msg.contains("… and"), "lists only the first few: {msg}");
 }
 
@@ -87,8 +104,7 @@ fn wrong_architecture_is_refused_with_the_mismatched_keys() {
 fn wrong_shapes_are_refused_with_the_mismatches_listed() {
     // The tiny DenseNet file into a DenseNet-121: every key exists in part, shapes differ.
     let err = load_classifier(fixture("densenet_tiny.pth"), Some("densenet121"), &flex())
-        .err()
-        .expect("must be refused");
+        .expect_err("must be refused");
     let msg = err.to_string();
     assert!(msg.contains("shape mismatches"), "{msg}");
     assert!(

@@ -58,7 +58,12 @@ fn info() -> Result<i32> {
             }
         );
     }
-    println!("cpu:\n  Flex (Burn's CPU backend), {} threads", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "cpu:\n  Flex (Burn's CPU backend), {} threads",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let auto = select_device(DeviceChoice::Auto)?;
     println!("--device auto picks: {}", auto.description);
     if let Some(n) = auto.notice {

@@ -96,11 +96,16 @@ fn load_labels(spec: Option<&str>, classes: usize) -> Result<Vec<String>> {
                         let slot = out.get_mut(i).with_context(|| {
                             format!("--classes {file}: index {i} out of range 0..{}", classes)
                         })?;
-                        *slot = v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+                        *slot = v
+                            .as_str()
+                            .map(String::from)
+                            .unwrap_or_else(|| v.to_string());
                     }
                     out
                 }
-                _ => bail!("--classes {file}: expected a JSON list of names or an index → name object"),
+                _ => bail!(
+                    "--classes {file}: expected a JSON list of names or an index → name object"
+                ),
             }
         }
     };
@@ -159,7 +164,9 @@ pub fn run(args: PredictArgs) -> Result<i32> {
         let c = args.crop as usize;
         let x = Tensor::<4>::from_data(TensorData::new(data, [names.len(), 3, c, c]), &device);
         let logits = model.forward(x).into_data();
-        let logits: Vec<f32> = logits.try_to_vec_as::<f32>().context("reading logits back")?;
+        let logits: Vec<f32> = logits
+            .try_to_vec_as::<f32>()
+            .context("reading logits back")?;
         for (i, name) in names.iter().enumerate() {
             let row = &logits[i * config.num_classes..(i + 1) * config.num_classes];
             let pred = Prediction {
@@ -207,7 +214,10 @@ fn print_text(name: &Path, pred: &Prediction) {
     if let Some(l) = &pred.logits {
         println!(
             "  logits: [{}]",
-            l.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(", ")
+            l.iter()
+                .map(|v| format!("{v:.6}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
 }

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn petal(args: &[&str]) -> Output {
@@ -44,7 +46,11 @@ fn predict_json_reproduces_pytorch_end_to_end() {
         "3",
         photo.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let pred = &v[0];
     assert!(pred["image"].as_str().unwrap().ends_with("photo.png"));
@@ -64,7 +70,9 @@ fn predict_json_reproduces_pytorch_end_to_end() {
         .fold(0f32, f32::max)
         / scale;
     assert!(err <= 1e-4, "max relative error {err:e}");
-    let argmax = (0..want.len()).max_by(|&a, &b| want[a].total_cmp(&want[b])).unwrap();
+    let argmax = (0..want.len())
+        .max_by(|&a, &b| want[a].total_cmp(&want[b]))
+        .unwrap();
     let top = pred["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
     assert_eq!(top[0]["index"].as_u64().unwrap() as usize, argmax);
@@ -101,10 +109,18 @@ fn a_broken_image_is_named_the_others_predicted_and_the_exit_code_nonzero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("empty.jpg"), "{stderr}");
     assert!(stderr.contains("notes.png"), "{stderr}");
-    assert!(stderr.contains("2 of 3 image(s) could not be read"), "{stderr}");
+    assert!(
+        stderr.contains("2 of 3 image(s) could not be read"),
+        "{stderr}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
-    assert!(v[0]["top"][0]["label"].as_str().unwrap().starts_with("flower-"));
+    assert!(
+        v[0]["top"][0]["label"]
+            .as_str()
+            .unwrap()
+            .starts_with("flower-")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -122,14 +138,21 @@ fn a_wrong_arch_is_a_clear_error() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown architecture `resnet50`"), "{stderr}");
+    assert!(
+        stderr.contains("unknown architecture `resnet50`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("densenet161"), "{stderr}");
 }
 
 #[test]
 fn info_lists_devices_and_the_auto_choice() {
     let out = petal(&["info"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("wgpu adapters:"), "{stdout}");
     assert!(stdout.contains("--device auto picks:"), "{stdout}");

@@ -3,9 +3,7 @@
 
 use crate::densenet::{DenseNet, DenseNetConfig};
 use crate::error::CoreError;
-use crate::head::{
-    ConcatPoolHead, ConcatPoolHeadConfig, LinearHead, LinearHeadConfig, PoolOrder,
-};
+use crate::head::{ConcatPoolHead, ConcatPoolHeadConfig, LinearHead, LinearHeadConfig, PoolOrder};
 use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::prelude::*;
@@ -235,7 +233,9 @@ impl Backbone {
                     g1 = g1.fuse(&ids(t));
                 }
                 let name = |r: std::ops::Range<usize>| {
-                    r.map(|i| format!("block{}", i + 1)).collect::<Vec<_>>().join("+")
+                    r.map(|i| format!("block{}", i + 1))
+                        .collect::<Vec<_>>()
+                        .join("+")
                 };
                 vec![
                     LayerGroup::new(format!("stem+{}", name(0..k)), g0),
@@ -326,6 +326,8 @@ fn count_parameters<M: Module>(model: &M, group: Option<&ParamGroup>) -> usize {
 }
 
 /// A head: feature map → logits.
+// Built once per model; boxing the variants would only add an indirection to the module tree.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Head {
     /// The seed's concat-pool head.

@@ -280,9 +280,7 @@ impl DenseNet {
             }
             x = Tensor::cat(features, 1);
             if let Some(t) = self.transitions.get(i) {
-                x = t
-                    .pool
-                    .forward(t.conv.forward(relu(t.norm.forward(x))));
+                x = t.pool.forward(t.conv.forward(relu(t.norm.forward(x))));
             }
         }
         relu(self.norm5.forward(x))

@@ -183,7 +183,11 @@ fn select_uncached(choice: DeviceChoice) -> Result<SelectedDevice, CoreError> {
             } else {
                 format!(
                     "only software adapters found ({})",
-                    adapters.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+                    adapters
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             return Ok(SelectedDevice::flex(Some(format!(
@@ -210,7 +214,11 @@ fn select_uncached(choice: DeviceChoice) -> Result<SelectedDevice, CoreError> {
         .device_kind(kind)
         .graphics_api(api)
         .init()
-        .map_err(|e| CoreError::Device(format!("--device {choice}: wgpu initialisation failed: {e}")))?;
+        .map_err(|e| {
+            CoreError::Device(format!(
+                "--device {choice}: wgpu initialisation failed: {e}"
+            ))
+        })?;
     Ok(SelectedDevice {
         device,
         description: format!(

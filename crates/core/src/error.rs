@@ -14,7 +14,9 @@ pub enum CoreError {
         known: String,
     },
     /// The weight file could not be read.
-    #[error("cannot read weights `{path}`: {reason}. Expected a PyTorch state dict (.pth/.pt, zip or legacy pickle) as torch.save(model.state_dict()) writes it")]
+    #[error(
+        "cannot read weights `{path}`: {reason}. Expected a PyTorch state dict (.pth/.pt, zip or legacy pickle) as torch.save(model.state_dict()) writes it"
+    )]
     Read {
         /// The file.
         path: String,

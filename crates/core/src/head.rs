@@ -97,7 +97,10 @@ pub struct ConcatPoolHead {
 impl ConcatPoolHead {
     /// Number of classes the head predicts.
     pub fn num_classes(&self) -> usize {
-        self.blocks.last().map(|b| b.fc.weight.shape().dims::<2>()[1]).unwrap_or(0)
+        self.blocks
+            .last()
+            .map(|b| b.fc.weight.shape().dims::<2>()[1])
+            .unwrap_or(0)
     }
 
     /// # Shapes
@@ -170,10 +173,7 @@ impl LinearHead {
     /// - output: `[N, classes]` logits
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = features.dims();
-        let pooled: Tensor<2> = features
-            .reshape([n, c, h * w])
-            .mean_dim(2)
-            .reshape([n, c]);
+        let pooled: Tensor<2> = features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
         self.fc.forward(self.dropout.forward(pooled))
     }
 }

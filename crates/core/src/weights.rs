@@ -50,7 +50,7 @@ impl StateDict {
             }
             store
                 .get_all_tensors()
-                .map(|m| m.clone())
+                .cloned()
                 .map_err(|e| CoreError::Read {
                     path: shown.clone(),
                     reason: e.to_string(),
@@ -58,14 +58,13 @@ impl StateDict {
         };
         let mut tensors = read(None)?;
         for top in ["state_dict", "model", "model_state_dict"] {
-            if !tensors.is_empty() && !tensors.keys().all(|k| k.starts_with(&format!("{top}.")))
-            {
+            if !tensors.is_empty() && !tensors.keys().all(|k| k.starts_with(&format!("{top}."))) {
                 break;
             }
-            if let Ok(inner) = read(Some(top)) {
-                if !inner.is_empty() {
-                    tensors = inner;
-                }
+            if let Ok(inner) = read(Some(top))
+                && !inner.is_empty()
+            {
+                tensors = inner;
             }
         }
         if tensors.is_empty() {
@@ -79,7 +78,10 @@ impl StateDict {
             .into_iter()
             .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
             .map(|(k, mut t)| {
-                let k = k.strip_prefix("module.").filter(|_| strip_module).unwrap_or(&k);
+                let k = k
+                    .strip_prefix("module.")
+                    .filter(|_| strip_module)
+                    .unwrap_or(&k);
                 let k = modernise_densenet_key(k);
                 t.name = k.clone();
                 (k, t)
@@ -279,18 +281,25 @@ fn modernise_densenet_key(key: &str) -> String {
     };
     let (head, tail) = key.split_at(pos);
     let parts: Vec<&str> = tail.split('.').collect();
-    if let [layer, kind @ ("norm" | "relu" | "conv"), n @ ("1" | "2"), param] = parts[..] {
-        if layer["denselayer".len()..].parse::<usize>().is_ok()
-            && matches!(param, "weight" | "bias" | "running_mean" | "running_var")
-        {
-            return format!("{head}{layer}.{kind}{n}.{param}");
-        }
+    if let [
+        layer,
+        kind @ ("norm" | "relu" | "conv"),
+        n @ ("1" | "2"),
+        param,
+    ] = parts[..]
+        && layer["denselayer".len()..].parse::<usize>().is_ok()
+        && matches!(param, "weight" | "bias" | "running_mean" | "running_var")
+    {
+        return format!("{head}{layer}.{kind}{n}.{param}");
     }
     key.to_string()
 }
 
 fn index_minus_one(s: &str, prefix: &str) -> Option<usize> {
-    s.strip_prefix(prefix)?.parse::<usize>().ok()?.checked_sub(1)
+    s.strip_prefix(prefix)?
+        .parse::<usize>()
+        .ok()?
+        .checked_sub(1)
 }
 
 fn densenet_name(rest: &str) -> Option<String> {
@@ -345,7 +354,10 @@ fn classifier_name(rest: &str, backbone: &BackboneConfig) -> Option<String> {
         }
         _ => {
             let (layer, p) = rest.split_once('.')?;
-            if let Some(i) = layer.strip_prefix("bn").and_then(|s| s.parse::<usize>().ok()) {
+            if let Some(i) = layer
+                .strip_prefix("bn")
+                .and_then(|s| s.parse::<usize>().ok())
+            {
                 Some(format!("head.blocks.{i}.bn.{p}"))
             } else {
                 let i = index_minus_one(layer, "fc")?;
@@ -532,7 +544,10 @@ mod tests {
             modernise_densenet_key("features.denseblock1.denselayer1.conv1.weight"),
             "features.denseblock1.denselayer1.conv1.weight"
         );
-        assert_eq!(modernise_densenet_key("features.norm5.weight"), "features.norm5.weight");
+        assert_eq!(
+            modernise_densenet_key("features.norm5.weight"),
+            "features.norm5.weight"
+        );
     }
 
     #[test]
@@ -546,10 +561,22 @@ mod tests {
             Some("transitions.2.norm.running_mean")
         );
         let d = BackboneConfig::DenseNet(DenseNetConfig::densenet121());
-        assert_eq!(classifier_name("bn0.weight", &d).as_deref(), Some("head.blocks.0.bn.weight"));
-        assert_eq!(classifier_name("fc2.bias", &d).as_deref(), Some("head.blocks.1.fc.bias"));
-        assert_eq!(classifier_name("weight", &d).as_deref(), Some("head.fc.weight"));
+        assert_eq!(
+            classifier_name("bn0.weight", &d).as_deref(),
+            Some("head.blocks.0.bn.weight")
+        );
+        assert_eq!(
+            classifier_name("fc2.bias", &d).as_deref(),
+            Some("head.blocks.1.fc.bias")
+        );
+        assert_eq!(
+            classifier_name("weight", &d).as_deref(),
+            Some("head.fc.weight")
+        );
         let m = BackboneConfig::MobileNetV2(MobileNetV2Config::new());
-        assert_eq!(classifier_name("1.bias", &m).as_deref(), Some("head.fc.bias"));
+        assert_eq!(
+            classifier_name("1.bias", &m).as_deref(),
+            Some("head.fc.bias")
+        );
     }
 }

@@ -22,7 +22,9 @@ pub enum DataError {
         reason: String,
     },
     /// The header announces more pixels than allowed (decompression-bomb guard).
-    #[error("{path}: {width}×{height} = {pixels} pixels exceeds the limit of {limit} (raise it with --max-pixels if the file is trusted)")]
+    #[error(
+        "{path}: {width}×{height} = {pixels} pixels exceeds the limit of {limit} (raise it with --max-pixels if the file is trusted)"
+    )]
     TooLarge {
         /// The file.
         path: String,

@@ -62,7 +62,10 @@ fn clip8(v: i64) -> u8 {
 /// # Panics
 /// If a target dimension is zero.
 pub fn resize_bilinear(src: &RgbImage, width: u32, height: u32) -> RgbImage {
-    assert!(width > 0 && height > 0, "resize to {width}×{height}: sizes must be > 0");
+    assert!(
+        width > 0 && height > 0,
+        "resize to {width}×{height}: sizes must be > 0"
+    );
     let (sw, sh) = (src.width() as usize, src.height() as usize);
     let (w, h) = (width as usize, height as usize);
     if (sw, sh) == (w, h) {
