@@ -5,6 +5,7 @@
 //! when there is none: they are never skipped.
 
 mod common;
+mod concat_pool;
 mod contract;
 mod parity;
 mod preprocess;

@@ -1,5 +1,6 @@
 //! `petal`: fine-tune and run image classifiers on any GPU (or the CPU).
 
+mod bench;
 mod predict;
 
 use anyhow::Result;
@@ -20,6 +21,9 @@ enum Command {
     Info,
     /// Classify images with a torchvision / petal state dict.
     Predict(predict::PredictArgs),
+    /// Benchmarks (ratios measured in one run on one device).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -28,6 +32,7 @@ fn main() {
     let result = match cli.command {
         Command::Info => info(),
         Command::Predict(args) => predict::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -115,7 +115,19 @@ impl ConcatPoolHead {
             "ConcatPoolHead expects {} feature channels, got {c}",
             expected / 2
         );
-        let mut x = petal_kernels::concat_pool::concat_pool(features, self.pool_order);
+        self.forward_pooled(petal_kernels::concat_pool::concat_pool(
+            features,
+            self.pool_order,
+        ))
+    }
+
+    /// The head after pooling: the BN → Dropout → Linear stages.
+    ///
+    /// # Shapes
+    /// - `pooled`: `[N, 2C]` (the concat-pool output, in this head's pool order)
+    /// - output: `[N, classes]` logits
+    pub fn forward_pooled(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let mut x = pooled;
         let last = self.blocks.len() - 1;
         for (i, b) in self.blocks.iter().enumerate() {
             x = b.fc.forward(b.dropout.forward(b.bn.forward(x)));

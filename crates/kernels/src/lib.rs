@@ -1,12 +1,13 @@
 //! # petal-kernels
 //!
-//! Custom ops for petal, each with a **reference** written in stock Burn ops that runs on
-//! every device (Flex on the CPU included) and serves as the test oracle for the fused
-//! WGSL kernels (`kernels/*.wgsl` at the workspace root).
+//! Custom ops for petal. Each has a hand-written WGSL kernel (`kernels/*.wgsl` at the
+//! workspace root) wired into Burn as a backend extension — so it works on wgpu, under
+//! autodiff and under Burn's fusion — and a **reference** written in stock Burn ops that
+//! runs on every device (Flex on the CPU included) and serves as the test oracle.
 //!
-//! | op | reference | fused WGSL |
-//! |---|---|---|
-//! | concat-pool (avg ‖ max over H×W) | [`concat_pool::concat_pool_reference`] | issue #3 |
+//! | op | public function | reference | WGSL |
+//! |---|---|---|---|
+//! | concat-pool (avg ‖ max over H×W) | [`concat_pool::concat_pool`] | [`concat_pool::concat_pool_reference`] | `concat_pool_{common,forward,backward}.wgsl` |
 #![warn(missing_docs)]
 
 pub mod concat_pool;

@@ -1,0 +1,43 @@
+// Concat-pool backward for small planes (H·W ≤ 512): one invocation per plane recomputes
+// the argmax, then writes d avg / (H·W) everywhere plus d max at the argmax.
+
+@group(0) @binding(0) var<storage, read_write> x_buf: array<{{elem}}>;
+@group(0) @binding(1) var<storage, read_write> g_buf: array<{{elem}}>;
+@group(0) @binding(2) var<storage, read_write> out_buf: array<{{elem}}>;
+// planes, H·W, C, workgroups per grid row
+@group(0) @binding(3) var<storage, read_write> info: array<u32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let planes = info[0];
+    let hw = info[1];
+    let channels = info[2];
+    let plane = (wid.x + wid.y * info[3]) * WG + lid;
+    if (plane >= planes) {
+        return;
+    }
+    let base = plane * hw;
+    var m = 0.0;
+    var mi = NONE;
+    for (var i = 0u; i < hw; i = i + 1u) {
+        let v = f32(x_buf[base + i]);
+        if (better(m, mi, v, i)) {
+            m = v;
+            mi = i;
+        }
+    }
+    let n = plane / channels;
+    let c = plane % channels;
+    let g_avg = f32(g_buf[n * 2u * channels + c]) / f32(hw);
+    let g_max = f32(g_buf[n * 2u * channels + channels + c]);
+    for (var i = 0u; i < hw; i = i + 1u) {
+        var g = g_avg;
+        if (i == mi) {
+            g = g + g_max;
+        }
+        out_buf[base + i] = {{elem}}(g);
+    }
+}
