@@ -20,15 +20,7 @@ fn main(
         return;
     }
     let base = plane * hw;
-    var m = 0.0;
-    var mi = NONE;
-    for (var i = 0u; i < hw; i = i + 1u) {
-        let v = f32(x_buf[base + i]);
-        if (better(m, mi, v, i)) {
-            m = v;
-            mi = i;
-        }
-    }
+    let mi = scan_plane(base, 0u, hw, 1u).arg;
     let n = plane / channels;
     let c = plane % channels;
     let g_avg = f32(g_buf[n * 2u * channels + c]) / f32(hw);

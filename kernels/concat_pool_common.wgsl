@@ -36,25 +36,36 @@ fn better(av: f32, ai: u32, bv: f32, bi: u32) -> bool {
     return bv > av;
 }
 
+struct PlaneStats {
+    sum: f32,
+    max: f32,
+    arg: u32,
+}
+
+// Sum, max and argmax of the elements first, first + step, … < hw of the plane at `base`.
+fn scan_plane(base: u32, first: u32, hw: u32, step: u32) -> PlaneStats {
+    var s = PlaneStats(0.0, 0.0, NONE);
+    for (var i = first; i < hw; i = i + step) {
+        let v = f32(x_buf[base + i]);
+        s.sum = s.sum + v;
+        if (better(s.max, s.arg, v, i)) {
+            s.max = v;
+            s.arg = i;
+        }
+    }
+    return s;
+}
+
 // Reduces plane `plane` (valid or not: every invocation must reach the barriers) starting at
 // `base`; afterwards s_sum[0], s_max[0], s_idx[0] hold the plane's sum, max and argmax.
 fn reduce_plane(valid: bool, base: u32, hw: u32, lid: u32) {
-    var sum = 0.0;
-    var m = 0.0;
-    var mi = NONE;
+    var s = PlaneStats(0.0, 0.0, NONE);
     if (valid) {
-        for (var i = lid; i < hw; i = i + WG) {
-            let v = f32(x_buf[base + i]);
-            sum = sum + v;
-            if (better(m, mi, v, i)) {
-                m = v;
-                mi = i;
-            }
-        }
+        s = scan_plane(base, lid, hw, WG);
     }
-    s_sum[lid] = sum;
-    s_max[lid] = m;
-    s_idx[lid] = mi;
+    s_sum[lid] = s.sum;
+    s_max[lid] = s.max;
+    s_idx[lid] = s.arg;
     workgroupBarrier();
     for (var s = WG / 2u; s > 0u; s = s >> 1u) {
         if (lid < s) {

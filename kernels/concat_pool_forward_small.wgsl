@@ -20,20 +20,9 @@ fn main(
     if (plane >= planes) {
         return;
     }
-    let base = plane * hw;
-    var sum = 0.0;
-    var m = 0.0;
-    var mi = NONE;
-    for (var i = 0u; i < hw; i = i + 1u) {
-        let v = f32(x_buf[base + i]);
-        sum = sum + v;
-        if (better(m, mi, v, i)) {
-            m = v;
-            mi = i;
-        }
-    }
+    let s = scan_plane(plane * hw, 0u, hw, 1u);
     let n = plane / channels;
     let c = plane % channels;
-    out_buf[n * 2u * channels + c] = {{elem}}(sum / f32(hw));
-    out_buf[n * 2u * channels + channels + c] = {{elem}}(m);
+    out_buf[n * 2u * channels + c] = {{elem}}(s.sum / f32(hw));
+    out_buf[n * 2u * channels + channels + c] = {{elem}}(s.max);
 }

@@ -1,9 +1,10 @@
 //! The WGSL sources and their dispatch geometry.
 
-use burn::backend::wgpu::{KernelSource, SourceTemplate};
-use burn::cubecl::CubeCount;
+use burn::backend::wgpu::{CubeTensor, KernelSource, SourceKernel, SourceTemplate};
 use burn::cubecl::prelude::KernelId;
-use burn::tensor::DType;
+use burn::cubecl::server::KernelArguments;
+use burn::cubecl::{CubeCount, CubeDim};
+use burn::tensor::{DType, Shape};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Workgroups per row of the dispatch grid (the WebGPU limit per dimension is 65,535);
@@ -106,7 +107,7 @@ impl KernelSource for ConcatPoolKernel {
 /// The layout for planes of `hw` elements, the workgroups for `planes` planes (over a 2-D
 /// grid past 65,535) and the info buffer contents `[planes, hw, channels, workgroups per
 /// row]`.
-pub(crate) fn dispatch(planes: usize, hw: usize, channels: usize) -> (Layout, CubeCount, [u32; 4]) {
+fn dispatch(planes: usize, hw: usize, channels: usize) -> (Layout, CubeCount, [u32; 4]) {
     let max = GRID_ROW_LIMIT.load(Ordering::Relaxed).clamp(1, 65_535);
     let layout = Layout::for_plane(hw);
     let groups = match layout {
@@ -121,4 +122,38 @@ pub(crate) fn dispatch(planes: usize, hw: usize, channels: usize) -> (Layout, Cu
         CubeCount::Static(x as u32, y as u32, 1),
         [to_u32(planes), to_u32(hw), to_u32(channels), x as u32],
     )
+}
+
+/// Launches `pass` over `planes` planes of `hw` elements (`channels` per image): binds the
+/// contiguous `inputs` (x first), a new contiguous output of `out_shape` and the info
+/// buffer, in that order, as the WGSL sources declare them.
+pub(crate) fn run(
+    pass: Pass,
+    inputs: &[&CubeTensor],
+    out_shape: Shape,
+    planes: usize,
+    hw: usize,
+    channels: usize,
+) -> CubeTensor {
+    let x = inputs[0];
+    let handle = x.client.empty(out_shape.num_elements() * x.dtype.size());
+    let out = CubeTensor::new_contiguous(
+        x.client.clone(),
+        x.device.clone(),
+        out_shape,
+        handle,
+        x.dtype,
+    );
+    let (layout, count, info) = dispatch(planes, hw, channels);
+    let info = x.client.create_from_slice(bytemuck::cast_slice(&info));
+    let mut buffers: Vec<_> = inputs.iter().map(|t| t.handle.clone().binding()).collect();
+    buffers.push(out.handle.clone().binding());
+    buffers.push(info.binding());
+    let kernel = ConcatPoolKernel::new(pass, layout, x.dtype);
+    x.client.launch(
+        Box::new(SourceKernel::new(kernel, CubeDim::new_1d(256))),
+        count,
+        KernelArguments::new().with_buffers(buffers),
+    );
+    out
 }
