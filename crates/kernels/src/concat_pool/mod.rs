@@ -9,7 +9,10 @@
 //! `(n, c)` plane once and reduces sum and max (with its index) together in shared memory;
 //! the backward recomputes the argmax and writes `d avg / (H·W)` everywhere plus `d max` at
 //! the argmax (first index on ties, NaN propagated). It is a Burn backend extension, so it
-//! runs under `Autodiff` (custom backward) and Burn's fusion. Everywhere else — Flex on the
+//! runs under `Autodiff` (custom backward) and Burn's fusion (with burn's `fusion` feature,
+//! which petal enables, the wgpu device *is* `Fusion<CubeBackend>`, so every wgpu test goes
+//! through the generated fusion path). Planes of H·W ≤ 512 get one invocation each; larger
+//! ones a 256-wide workgroup reducing in shared memory. Everywhere else — Flex on the
 //! CPU, or a dtype the kernel lacks — [`concat_pool_reference`] runs instead; it is also the
 //! tests' oracle.
 
