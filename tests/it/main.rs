@@ -7,6 +7,7 @@
 mod common;
 mod concat_pool;
 mod contract;
+mod folder;
 mod parity;
 mod preprocess;
 mod weights;

@@ -37,4 +37,27 @@ pub enum DataError {
         /// The limit.
         limit: u64,
     },
+    /// The dataset folder does not have a layout petal knows.
+    #[error("{path}: {reason}\n{layouts}", layouts = LAYOUTS)]
+    Layout {
+        /// The folder.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A side file (`cat_to_name.json`, …) is unreadable.
+    #[error("{path}: {reason}")]
+    Metadata {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
+
+/// The dataset layouts petal reads, shown with every layout error.
+pub const LAYOUTS: &str = "expected an ImageFolder layout:
+  DIR/train/<class>/*.jpg      (required)
+  DIR/valid/<class>/*.jpg      (or DIR/val/; without it a stratified split of train is made)
+  DIR/test/<class>/*.jpg       (optional)
+  DIR/cat_to_name.json         (optional: {\"<class folder>\": \"display name\"})";

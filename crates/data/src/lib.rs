@@ -8,8 +8,10 @@
 
 pub mod decode;
 pub mod error;
+pub mod folder;
 pub mod transform;
 
 pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
 pub use error::DataError;
+pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};

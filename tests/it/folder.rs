@@ -1,0 +1,189 @@
+//! ImageFolder scanning on generated folders: natural class order, cat_to_name.json,
+//! hidden / foreign / broken files, empty classes, the stratified split, layout errors.
+
+use petal::data::{DataError, ImageFolder, ScanOptions};
+use std::path::{Path, PathBuf};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("petal-folder-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn png(path: &Path, shade: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(4, 3, image::Rgb([shade, 0, 0]))
+        .save(path)
+        .unwrap();
+}
+
+#[test]
+fn classes_are_in_natural_order_and_named_from_cat_to_name() {
+    let root = tmpdir("natural");
+    for class in ["1", "2", "10", "102"] {
+        for split in ["train", "valid"] {
+            png(&root.join(split).join(class).join("a.png"), 1);
+        }
+    }
+    std::fs::write(
+        root.join("cat_to_name.json"),
+        r#"{"1": "pink primrose", "2": "hard-leaved pocket orchid", "10": "globe thistle"}"#,
+    )
+    .unwrap();
+    let ds = ImageFolder::scan(&root, &ScanOptions::default()).unwrap();
+    assert_eq!(ds.classes.folders, vec!["1", "2", "10", "102"]);
+    // A class missing from cat_to_name.json keeps its folder name.
+    assert_eq!(
+        ds.classes.names,
+        vec![
+            "pink primrose",
+            "hard-leaved pocket orchid",
+            "globe thistle",
+            "102"
+        ]
+    );
+    assert_eq!(
+        ds.train.iter().map(|s| s.label).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert!(ds.train[2].path.ends_with("train/10/a.png"));
+    assert!(!ds.valid_is_split && ds.test.is_none() && ds.warnings.is_empty());
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn junk_is_ignored_broken_files_are_reported_and_empty_classes_left_out() {
+    let root = tmpdir("junk");
+    let train = root.join("train");
+    png(&train.join("cat").join("ok.PNG"), 1); // upper-case extension
+    png(&train.join("cat").join("._ok.png"), 1); // macOS resource fork: hidden
+    std::fs::write(train.join("cat").join(".DS_Store"), b"junk").unwrap();
+    std::fs::write(train.join("cat").join("notes.txt"), b"not an image").unwrap();
+    std::fs::write(train.join("cat").join("empty.jpg"), b"").unwrap();
+    std::fs::write(train.join("cat").join("text.jpg"), b"definitely not a jpeg").unwrap();
+    png(&train.join("dog").join("ok.png"), 2);
+    std::fs::create_dir_all(train.join("empty_class")).unwrap();
+    png(&root.join("val").join("dog").join("v.png"), 3); // `val/` is accepted too
+    png(&root.join("val").join("bird").join("v.png"), 3); // not a training class
+    png(&root.join("test").join("cat").join("t.png"), 4);
+    let ds = ImageFolder::scan(&root, &ScanOptions::default()).unwrap();
+    assert_eq!(ds.classes.folders, vec!["cat", "dog"]);
+    assert_eq!(ds.train.len(), 2);
+    assert_eq!(ds.valid.len(), 1);
+    assert_eq!(ds.valid[0].label, 1);
+    assert_eq!(ds.test.as_ref().unwrap().len(), 1);
+    let w: Vec<String> = ds.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 4, "{w:#?}");
+    assert!(
+        w.iter()
+            .any(|m| m.contains("empty.jpg") && m.contains("0 bytes")),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("text.jpg") && m.contains("not a readable image")),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("empty_class") && m.contains("left out")),
+        "{w:#?}"
+    );
+    assert!(
+        w.iter()
+            .any(|m| m.contains("bird") && m.contains("not among the training classes")),
+        "{w:#?}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn oversized_headers_are_skipped_by_the_pixel_limit() {
+    let root = tmpdir("large");
+    png(&root.join("train").join("a").join("small.png"), 1);
+    std::fs::create_dir_all(root.join("train").join("a")).unwrap();
+    image::RgbImage::new(50, 40)
+        .save(root.join("train").join("a").join("big.png"))
+        .unwrap();
+    let opts = ScanOptions {
+        max_pixels: 1000,
+        ..ScanOptions::default()
+    };
+    let ds = ImageFolder::scan(&root, &opts).unwrap();
+    assert_eq!(ds.train.len() + ds.valid.len(), 1);
+    assert_eq!(ds.warnings.len(), 1);
+    assert!(
+        ds.warnings[0]
+            .to_string()
+            .contains("2000 pixels exceeds the limit of 1000")
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn without_a_validation_folder_the_split_is_stratified_and_seeded() {
+    let root = tmpdir("split");
+    // 10 images in class a, 20 in b, 1 in c.
+    for (class, n) in [("a", 10), ("b", 20), ("c", 1)] {
+        for i in 0..n {
+            png(
+                &root.join("train").join(class).join(format!("{i}.png")),
+                i as u8,
+            );
+        }
+    }
+    let opts = ScanOptions {
+        valid_fraction: 0.2,
+        seed: 7,
+        ..ScanOptions::default()
+    };
+    let ds = ImageFolder::scan(&root, &opts).unwrap();
+    assert!(ds.valid_is_split);
+    let count = |v: &[petal::data::Sample], l: usize| v.iter().filter(|s| s.label == l).count();
+    assert_eq!(
+        (
+            count(&ds.valid, 0),
+            count(&ds.valid, 1),
+            count(&ds.valid, 2)
+        ),
+        (2, 4, 0)
+    );
+    assert_eq!(
+        (
+            count(&ds.train, 0),
+            count(&ds.train, 1),
+            count(&ds.train, 2)
+        ),
+        (8, 16, 1)
+    );
+    // No image in both parts; same seed, same split; another seed, another split.
+    assert!(ds.valid.iter().all(|v| !ds.train.contains(v)));
+    let again = ImageFolder::scan(&root, &opts).unwrap();
+    assert_eq!(again.valid, ds.valid);
+    let other = ImageFolder::scan(&root, &ScanOptions { seed: 8, ..opts }).unwrap();
+    assert_ne!(other.valid, ds.valid);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_missing_train_folder_or_no_images_is_one_clear_error() {
+    let root = tmpdir("layout");
+    let err = ImageFolder::scan(&root, &ScanOptions::default()).unwrap_err();
+    assert!(matches!(err, DataError::Layout { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("no `train/` folder") && msg.contains("DIR/train/<class>/"),
+        "{msg}"
+    );
+    std::fs::create_dir_all(root.join("train").join("a")).unwrap();
+    std::fs::write(root.join("train").join("a").join("x.txt"), b"x").unwrap();
+    let msg = ImageFolder::scan(&root, &ScanOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("no class folder with a readable image"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
