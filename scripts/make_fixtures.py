@@ -136,6 +136,21 @@ def format_fixtures():
     }
 
 
+def oxford_fixtures():
+    """A miniature Oxford-102 native layout: 9 images, labels 1..3, official-style splits.
+
+    Written by scipy.io.savemat (MATLAB v5) like the real imagelabels.mat / setid.mat:
+    `labels` uncompressed, the split ids compressed, both as 1xN doubles.
+    """
+    import scipy.io
+    labels = np.array([[1, 2, 3, 1, 2, 3, 1, 2, 3]], dtype=np.float64)
+    scipy.io.savemat(os.path.join(OUT, "oxford_imagelabels.mat"), {"labels": labels}, do_compression=False)
+    scipy.io.savemat(os.path.join(OUT, "oxford_setid.mat"),
+                     {"trnid": np.array([[1, 2, 3]], dtype=np.float64),
+                      "valid": np.array([[4, 5, 6]], dtype=np.float64),
+                      "tstid": np.array([[7, 8, 9]], dtype=np.float64)}, do_compression=True)
+
+
 def eval_photo(resize=256, crop=224):
     """The photo fixture through torchvision's ImageNet eval transform, as a [1, 3, crop, crop] batch."""
     photo = Image.open(os.path.join(OUT, "photo.png")).convert("RGB")
@@ -185,6 +200,7 @@ def main():
     gen = torch.Generator().manual_seed(1234)
     preprocessing_fixtures()
     format_fixtures()
+    oxford_fixtures()
     densenet_fixtures(gen)
     mobilenet_fixtures(gen)
     with open(os.path.join(OUT, "manifest.json"), "w") as f:

@@ -187,3 +187,55 @@ fn a_missing_train_folder_or_no_images_is_one_clear_error() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+fn oxford_root(tag: &str) -> PathBuf {
+    let root = tmpdir(tag);
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(
+        fx.join("oxford_imagelabels.mat"),
+        root.join("imagelabels.mat"),
+    )
+    .unwrap();
+    std::fs::copy(fx.join("oxford_setid.mat"), root.join("setid.mat")).unwrap();
+    std::fs::create_dir_all(root.join("jpg")).unwrap();
+    for id in 1..=9 {
+        image::RgbImage::from_pixel(5, 4, image::Rgb([id as u8, 0, 0]))
+            .save(root.join("jpg").join(format!("image_{id:05}.jpg")))
+            .unwrap();
+    }
+    root
+}
+
+#[test]
+fn oxford_native_layout_gives_the_official_splits_and_names() {
+    use petal::data::Oxford102;
+    let root = oxford_root("oxford");
+    assert!(Oxford102::is_native_layout(&root));
+    let ds = Oxford102::open(&root).unwrap();
+    // imagelabels = [1,2,3,1,2,3,1,2,3]; trnid = 1..3, valid = 4..6, tstid = 7..9.
+    let labels = |v: &[petal::data::Sample]| v.iter().map(|s| s.label).collect::<Vec<_>>();
+    assert_eq!(labels(&ds.train), vec![0, 1, 2]);
+    assert_eq!(labels(&ds.valid), vec![0, 1, 2]);
+    assert_eq!(labels(&ds.test), vec![0, 1, 2]);
+    assert!(ds.valid[1].path.ends_with("jpg/image_00005.jpg"));
+    assert_eq!(ds.classes.names.len(), 102);
+    assert_eq!(ds.classes.names[0], "pink primrose");
+    assert_eq!(ds.classes.names[101], "blackberry lily");
+    assert_eq!(ds.classes.folders[9], "10");
+
+    // A listed image that is missing is an error naming the file.
+    std::fs::remove_file(root.join("jpg").join("image_00008.jpg")).unwrap();
+    let err = Oxford102::open(&root).unwrap_err().to_string();
+    assert!(
+        err.contains("image_00008.jpg") && err.contains("tstid"),
+        "{err}"
+    );
+    // A file without the expected variable lists what it has.
+    std::fs::copy(root.join("setid.mat"), root.join("imagelabels.mat")).unwrap();
+    let err = Oxford102::open(&root).unwrap_err().to_string();
+    assert!(
+        err.contains("no variable `labels`") && err.contains("trnid"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -9,9 +9,11 @@
 pub mod decode;
 pub mod error;
 pub mod folder;
+pub mod oxford;
 pub mod transform;
 
 pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};
+pub use oxford::Oxford102;
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
