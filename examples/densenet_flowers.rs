@@ -10,11 +10,12 @@
 //! seed's model — DenseNet-161 backbone (torchvision weights if `--weights` is given),
 //! `cat(avg, max) 4416 → BN → Dropout 0.35 → 1024 → ReLU → BN → Dropout 0.35 → 102` —
 //! prints its summary and layer groups, and runs a prediction through torchvision's eval
-//! transform. With no `--image`, the built-in sample is a procedurally drawn flower.
+//! transform. With no `--image`, the built-in sample is one of petal's synthetic flowers
+//! (`petal::data::SyntheticFlowers`, drawn procedurally: no download).
 
 use burn::prelude::*;
 use clap::Parser;
-use petal::data::{DEFAULT_MAX_PIXELS, EvalTransform, decode_rgb8};
+use petal::data::{DEFAULT_MAX_PIXELS, EvalTransform, SyntheticFlowers, decode_rgb8};
 use petal::models::device::{DeviceChoice, select_device};
 use petal::models::inference::top_k;
 use petal::models::weights::load_pretrained_backbone;
@@ -27,30 +28,12 @@ struct Args {
     /// torchvision DenseNet-161 weights (densenet161-8d451a50.pth); random init if absent.
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// An image to classify; a drawn sample flower if absent.
+    /// An image to classify; a synthetic flower if absent.
     #[arg(long)]
     image: Option<PathBuf>,
     /// auto, cpu, wgpu, vulkan, metal, dx12.
     #[arg(long, default_value = "auto")]
     device: String,
-}
-
-/// A simple drawn flower: `petals` elliptic petals around a disc, on a green background.
-fn sample_flower(size: u32, petals: u32) -> image::RgbImage {
-    let c = size as f32 / 2.0;
-    image::RgbImage::from_fn(size, size, |x, y| {
-        let (dx, dy) = (x as f32 - c, y as f32 - c);
-        let r = (dx * dx + dy * dy).sqrt() / c;
-        let a = dy.atan2(dx);
-        let petal_r = 0.55 + 0.35 * (petals as f32 * a / 2.0).cos().abs();
-        if r < 0.18 {
-            image::Rgb([230, 180, 20])
-        } else if r < petal_r {
-            image::Rgb([200, 40 + (60.0 * r) as u8, 120])
-        } else {
-            image::Rgb([40, 110 + ((x * 7 + y * 3) % 40) as u8, 45])
-        }
-    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -107,7 +90,7 @@ fn main() -> anyhow::Result<()> {
 
     let img = match &args.image {
         Some(p) => decode_rgb8(p, DEFAULT_MAX_PIXELS)?,
-        None => sample_flower(320, 5),
+        None => SyntheticFlowers::new(10, 320, 0).sample(3).0,
     };
     let transform = EvalTransform::default();
     let x = Tensor::<4>::from_data(
@@ -125,7 +108,7 @@ fn main() -> anyhow::Result<()> {
         args.image
             .as_ref()
             .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "the drawn sample flower".into()),
+            .unwrap_or_else(|| "a synthetic flower".into()),
         t0.elapsed().as_secs_f32()
     );
     for (i, r) in top_k(&logits, 5).iter().enumerate() {

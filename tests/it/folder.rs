@@ -239,3 +239,54 @@ fn oxford_native_layout_gives_the_official_splits_and_names() {
     );
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn synthetic_flowers_are_deterministic_balanced_and_varied() {
+    use petal::data::SyntheticFlowers;
+    let ds = SyntheticFlowers::new(10, 48, 42);
+    let (a, la) = ds.sample(7);
+    let (b, lb) = ds.sample(7);
+    assert_eq!(
+        (a.as_raw(), la),
+        (b.as_raw(), lb),
+        "same seed and index, same image"
+    );
+    assert_ne!(
+        SyntheticFlowers::new(10, 48, 43).sample(7).0.as_raw(),
+        a.as_raw()
+    );
+    // Balanced: 100 samples, 10 per class.
+    let mut counts = [0; 10];
+    for i in 0..100 {
+        counts[ds.label(i)] += 1;
+    }
+    assert_eq!(counts, [10; 10]);
+    // Two samples of one class differ (position, size, rotation, colour, noise).
+    let (c, lc) = ds.sample(17);
+    assert_eq!(lc, la);
+    let differing = a
+        .as_raw()
+        .iter()
+        .zip(c.as_raw())
+        .filter(|(x, y)| x != y)
+        .count();
+    assert!(
+        differing > a.as_raw().len() / 2,
+        "only {differing} bytes differ"
+    );
+    // Any size.
+    for size in [1, 17, 224] {
+        assert_eq!(
+            SyntheticFlowers::new(3, size, 0).sample(0).0.dimensions(),
+            (size, size)
+        );
+    }
+    let classes = ds.classes();
+    assert_eq!(classes.names[0], "3 round red petals");
+    assert_eq!(classes.names[8], "5 round yellow petals");
+    assert_eq!(
+        SyntheticFlowers::new(72, 8, 0).classes().names[71],
+        "8 notched blue petals"
+    );
+    assert_eq!(classes.folders.len(), 10);
+}

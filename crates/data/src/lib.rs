@@ -1,19 +1,25 @@
 //! # petal-data
 //!
-//! Image decoding ([`decode`]) and torchvision's eval preprocessing ([`transform`]):
-//! resize of the shorter side with Pillow's antialiased bilinear filter (bit-exact with
-//! `torchvision.transforms.Resize` on PIL images), center crop (torchvision's
-//! half-to-even offset rounding and zero padding), `ToTensor` and ImageNet `Normalize`.
+//! - [`decode`]: any common image file to RGB8, with a decompression-bomb guard.
+//! - [`transform`]: torchvision's eval preprocessing, bit-exact with PIL: resize of the
+//!   shorter side with Pillow's antialiased bilinear filter, center crop (half-to-even
+//!   offsets, zero padding), `ToTensor` and ImageNet `Normalize`.
+//! - [`folder`]: ImageFolder data sets (natural class order, `cat_to_name.json`, broken
+//!   files reported and skipped, seeded stratified split).
+//! - [`oxford`]: Oxford 102 Flowers in its native layout with the official splits.
+//! - [`synthetic`]: seeded procedural flowers, the built-in data set of a fresh machine.
 #![warn(missing_docs)]
 
 pub mod decode;
 pub mod error;
 pub mod folder;
 pub mod oxford;
+pub mod synthetic;
 pub mod transform;
 
 pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};
 pub use oxford::Oxford102;
+pub use synthetic::SyntheticFlowers;
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};
