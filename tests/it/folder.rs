@@ -290,3 +290,83 @@ fn synthetic_flowers_are_deterministic_balanced_and_varied() {
     );
     assert_eq!(classes.folders.len(), 10);
 }
+
+#[test]
+fn loader_packs_batches_prefetches_and_replaces_bad_files() {
+    use petal::data::{Loader, LoaderConfig, Sample, Source};
+    let root = tmpdir("loader");
+    let mut samples = Vec::new();
+    for i in 0..10u32 {
+        let p = root.join(format!("{i}.png"));
+        image::RgbImage::from_pixel(30 + i, 20, image::Rgb([i as u8, 0, 0]))
+            .save(&p)
+            .unwrap();
+        samples.push(Sample {
+            path: p,
+            label: i as usize % 3,
+        });
+    }
+    // A file that passes a scan but fails to decode: the PNG is truncated after the scan.
+    let broken = root.join("4.png");
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = LoaderConfig {
+        batch_size: 4,
+        seed: 3,
+        max_shorter_side: Some(10),
+        cache: true,
+        ..LoaderConfig::default()
+    };
+    let loader = Loader::new(Source::Files(samples), cfg);
+    assert_eq!(loader.batches_per_epoch(), 3);
+    let batches: Vec<_> = loader.epoch(0).iter().collect();
+    assert_eq!(
+        batches.iter().map(|b| b.len()).collect::<Vec<_>>(),
+        vec![4, 4, 2]
+    );
+    let indices: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+    assert!(!indices.contains(&4), "the broken file is never served");
+    let w = loader.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].name.ends_with("4.png"), "{w:?}");
+    for b in &batches {
+        for k in 0..b.len() {
+            let img = b.image(k);
+            let i = b.indices[k];
+            // Down-scaled so the shorter side is 10; the red channel keeps the index.
+            assert_eq!(img.height(), 10);
+            assert_eq!(img.width(), (10 * (30 + i as u32)) / 20);
+            assert_eq!(img.get_pixel(0, 0).0[0], i as u8);
+            assert_eq!(b.labels[k], i % 3);
+        }
+    }
+    // Same seed and epoch: same order; another epoch: another order; the bad file stays out.
+    let again: Vec<usize> = loader.epoch(0).iter().flat_map(|b| b.indices).collect();
+    assert_eq!(again, indices);
+    assert_ne!(loader.order(1), loader.order(0));
+    assert_eq!(loader.warnings().len(), 1, "reported once");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn loader_serves_synthetic_flowers() {
+    use petal::data::{Loader, LoaderConfig, Source, SyntheticFlowers};
+    let flowers = SyntheticFlowers::new(5, 24, 9);
+    let loader = Loader::new(
+        Source::Synthetic {
+            flowers,
+            indices: (0..12).collect(),
+        },
+        LoaderConfig {
+            batch_size: 5,
+            shuffle: false,
+            drop_last: true,
+            ..LoaderConfig::default()
+        },
+    );
+    let batches: Vec<_> = loader.epoch(0).iter().collect();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0].labels, vec![0, 1, 2, 3, 4]);
+    assert_eq!(batches[1].image(2).as_raw(), flowers.sample(7).0.as_raw());
+    assert_eq!(batches[0].data.len(), 5 * 24 * 24 * 3);
+}

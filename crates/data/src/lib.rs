@@ -8,11 +8,13 @@
 //!   files reported and skipped, seeded stratified split).
 //! - [`oxford`]: Oxford 102 Flowers in its native layout with the official splits.
 //! - [`synthetic`]: seeded procedural flowers, the built-in data set of a fresh machine.
+//! - [`loader`]: packed uint8 batches, decoded in parallel ahead of the training step.
 #![warn(missing_docs)]
 
 pub mod decode;
 pub mod error;
 pub mod folder;
+pub mod loader;
 pub mod oxford;
 pub mod synthetic;
 pub mod transform;
@@ -20,6 +22,7 @@ pub mod transform;
 pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};
+pub use loader::{Loader, LoaderConfig, PackedBatch, Source};
 pub use oxford::Oxford102;
 pub use synthetic::SyntheticFlowers;
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};

@@ -1,0 +1,301 @@
+//! Batches of decoded images for the GPU augmentation: parallel decode (rayon) on a
+//! background thread, a bounded prefetch queue so decoding overlaps the training step,
+//! optional down-scaling at load, an optional in-RAM cache of decoded images, and
+//! bad files skipped and replaced at batch time (the epoch goes on).
+//!
+//! A batch is **packed**: every image's RGB8 bytes back to back in one buffer with per-image
+//! offset / width / height, ready to upload once per batch.
+
+use crate::decode::decode_rgb8;
+use crate::folder::Sample;
+use crate::synthetic::SyntheticFlowers;
+use crate::transform::resize_shorter_side;
+use image::RgbImage;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex};
+
+/// Where images come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Image files with labels.
+    Files(Vec<Sample>),
+    /// Synthetic flowers `0..count` of a generator.
+    Synthetic {
+        /// The generator.
+        flowers: SyntheticFlowers,
+        /// Sample indices (labels are `index % classes`).
+        indices: Vec<u64>,
+    },
+}
+
+impl Source {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Files(s) => s.len(),
+            Self::Synthetic { indices, .. } => indices.len(),
+        }
+    }
+
+    /// Whether there is no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn label(&self, i: usize) -> usize {
+        match self {
+            Self::Files(s) => s[i].label,
+            Self::Synthetic { flowers, indices } => flowers.label(indices[i]),
+        }
+    }
+
+    fn load(&self, i: usize, max_pixels: u64) -> Result<RgbImage, String> {
+        match self {
+            Self::Files(s) => decode_rgb8(&s[i].path, max_pixels).map_err(|e| e.to_string()),
+            Self::Synthetic { flowers, indices } => Ok(flowers.sample(indices[i]).0),
+        }
+    }
+
+    fn name(&self, i: usize) -> String {
+        match self {
+            Self::Files(s) => s[i].path.display().to_string(),
+            Self::Synthetic { indices, .. } => format!("synthetic flower {}", indices[i]),
+        }
+    }
+}
+
+/// Loader settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoaderConfig {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Shuffle the order every epoch (seeded by `seed` and the epoch number).
+    pub shuffle: bool,
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Drop a last, smaller batch.
+    pub drop_last: bool,
+    /// Batches decoded ahead of the consumer.
+    pub prefetch: usize,
+    /// Down-scale at load so the shorter side is at most this (Pillow's filter); `None` keeps
+    /// the full resolution.
+    pub max_shorter_side: Option<u32>,
+    /// Keep decoded (and down-scaled) images in RAM after their first load.
+    pub cache: bool,
+    /// Decompression-bomb guard.
+    pub max_pixels: u64,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            drop_last: false,
+            prefetch: 2,
+            max_shorter_side: None,
+            cache: false,
+            max_pixels: crate::DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// A packed batch of RGB8 images.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PackedBatch {
+    /// All images' RGB8 bytes, back to back.
+    pub data: Vec<u8>,
+    /// Byte offset of each image in `data`.
+    pub offsets: Vec<usize>,
+    /// (width, height) of each image.
+    pub sizes: Vec<(u32, u32)>,
+    /// Label of each image.
+    pub labels: Vec<usize>,
+    /// Source index of each image.
+    pub indices: Vec<usize>,
+}
+
+impl PackedBatch {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Image `i` as an `RgbImage` (a copy).
+    pub fn image(&self, i: usize) -> RgbImage {
+        let (w, h) = self.sizes[i];
+        let start = self.offsets[i];
+        RgbImage::from_raw(
+            w,
+            h,
+            self.data[start..start + (w * h * 3) as usize].to_vec(),
+        )
+        .expect("packed sizes match")
+    }
+}
+
+/// A file that failed at batch time and was replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadWarning {
+    /// The sample.
+    pub name: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// The loader: shared state (cache, known-bad samples, warnings) across epochs.
+pub struct Loader {
+    source: Arc<Source>,
+    config: LoaderConfig,
+    cache: Arc<Mutex<HashMap<usize, Arc<RgbImage>>>>,
+    bad: Arc<Mutex<HashSet<usize>>>,
+    warnings: Arc<Mutex<Vec<LoadWarning>>>,
+}
+
+impl Loader {
+    /// # Panics
+    /// If `batch_size` or `prefetch` is zero.
+    pub fn new(source: Source, config: LoaderConfig) -> Self {
+        assert!(
+            config.batch_size > 0 && config.prefetch > 0,
+            "loader: batch_size ({}) and prefetch ({}) must be > 0",
+            config.batch_size,
+            config.prefetch
+        );
+        Self {
+            source: Arc::new(source),
+            config,
+            cache: Arc::default(),
+            bad: Arc::default(),
+            warnings: Arc::default(),
+        }
+    }
+
+    /// Number of batches an epoch yields (before any replacement).
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.source.len();
+        let b = self.config.batch_size;
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
+    }
+
+    /// Files that failed at batch time so far (each reported once).
+    pub fn warnings(&self) -> Vec<LoadWarning> {
+        self.warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The sample order of `epoch`.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.source.len()).collect();
+        if self.config.shuffle {
+            let seed = self.config.seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        }
+        order
+    }
+
+    /// Starts decoding `epoch` on a background thread; batches arrive in order through a
+    /// queue of `prefetch` batches.
+    pub fn epoch(&self, epoch: u64) -> Receiver<PackedBatch> {
+        let (tx, rx) = sync_channel(self.config.prefetch);
+        let order = self.order(epoch);
+        let (source, config) = (self.source.clone(), self.config.clone());
+        let (cache, bad, warnings) = (self.cache.clone(), self.bad.clone(), self.warnings.clone());
+        std::thread::spawn(move || {
+            let load = |i: usize| -> Result<Arc<RgbImage>, String> {
+                if let Some(img) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
+                    return Ok(img.clone());
+                }
+                let mut img = source.load(i, config.max_pixels)?;
+                if let Some(s) = config.max_shorter_side
+                    && img.width().min(img.height()) > s
+                {
+                    img = resize_shorter_side(&img, s);
+                }
+                let img = Arc::new(img);
+                if config.cache {
+                    cache
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(i, img.clone());
+                }
+                Ok(img)
+            };
+            // Marks sample `i` bad and reports it once.
+            let report = |i: usize, reason: String| {
+                if bad.lock().unwrap_or_else(|e| e.into_inner()).insert(i) {
+                    log::warn!("skipping {}: {reason}", source.name(i));
+                    let name = source.name(i);
+                    warnings
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(LoadWarning { name, reason });
+                }
+            };
+            let b = config.batch_size;
+            let mut spare = order.len(); // replacements are drawn from the order, wrapping
+            for chunk in order.chunks(b) {
+                if config.drop_last && chunk.len() < b {
+                    break;
+                }
+                let mut got: Vec<(usize, Arc<RgbImage>)> = chunk
+                    .par_iter()
+                    .filter(|&&i| !bad.lock().unwrap_or_else(|e| e.into_inner()).contains(&i))
+                    .filter_map(|&i| match load(i) {
+                        Ok(img) => Some((i, img)),
+                        Err(reason) => {
+                            report(i, reason);
+                            None
+                        }
+                    })
+                    .collect();
+                // Replace failures with other samples so the batch keeps its size.
+                let mut tries = 0;
+                while got.len() < chunk.len() && tries < order.len() {
+                    let i = order[spare % order.len()];
+                    spare += 1;
+                    tries += 1;
+                    if bad.lock().unwrap_or_else(|e| e.into_inner()).contains(&i) {
+                        continue;
+                    }
+                    match load(i) {
+                        Ok(img) => got.push((i, img)),
+                        Err(reason) => report(i, reason),
+                    }
+                }
+                if got.is_empty() {
+                    continue;
+                }
+                let mut batch = PackedBatch::default();
+                for (i, img) in got {
+                    batch.offsets.push(batch.data.len());
+                    batch.data.extend_from_slice(img.as_raw());
+                    batch.sizes.push(img.dimensions());
+                    batch.labels.push(source.label(i));
+                    batch.indices.push(i);
+                }
+                if tx.send(batch).is_err() {
+                    return; // the consumer stopped
+                }
+            }
+        });
+        rx
+    }
+}
