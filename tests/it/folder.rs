@@ -370,3 +370,112 @@ fn loader_serves_synthetic_flowers() {
     assert_eq!(batches[1].image(2).as_raw(), flowers.sample(7).0.as_raw());
     assert_eq!(batches[0].data.len(), 5 * 24 * 24 * 3);
 }
+
+#[test]
+fn bad_file_corpus_is_reported_and_every_good_file_loads() {
+    use image::{DynamicImage, ImageBuffer, Luma, Rgb, Rgba};
+    use petal::data::{Loader, LoaderConfig, Source};
+    let root = tmpdir("corpus");
+    let class = root.join("train").join("c");
+    std::fs::create_dir_all(&class).unwrap();
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // Good files of every kind.
+    DynamicImage::ImageRgba8(ImageBuffer::from_pixel(6, 5, Rgba([200, 100, 0, 0])))
+        .save(class.join("rgba.png"))
+        .unwrap();
+    DynamicImage::ImageLuma8(ImageBuffer::from_pixel(6, 5, Luma([90])))
+        .save(class.join("gray.png"))
+        .unwrap();
+    DynamicImage::ImageRgb16(ImageBuffer::from_pixel(6, 5, Rgb([0xFFFFu16, 0, 0x8080])))
+        .save(class.join("deep.png"))
+        .unwrap();
+    std::fs::copy(fx.join("cmyk.jpg"), class.join("cmyk.jpg")).unwrap();
+    std::fs::copy(fx.join("palette.png"), class.join("palette.png")).unwrap();
+    png(&class.join("one.png"), 7);
+    image::RgbImage::from_pixel(1, 1, Rgb([1, 2, 3]))
+        .save(class.join("1x1.png"))
+        .unwrap();
+    let jpeg = class.join("photo.jpg");
+    image::RgbImage::from_fn(64, 48, |x, y| Rgb([x as u8 * 4, y as u8 * 5, 77]))
+        .save(&jpeg)
+        .unwrap();
+    // Bad files.
+    std::fs::write(class.join("zero.jpg"), b"").unwrap();
+    std::fs::write(class.join("text.jpg"), b"this is text, not a JPEG").unwrap();
+    let bytes = std::fs::read(&jpeg).unwrap();
+    std::fs::write(class.join("truncated.jpg"), &bytes[..bytes.len() * 3 / 5]).unwrap();
+    image::RgbImage::new(300, 300)
+        .save(class.join("huge.png"))
+        .unwrap();
+    let opts = ScanOptions {
+        valid_fraction: 0.0,
+        max_pixels: 250 * 250,
+        ..ScanOptions::default()
+    };
+    let ds = ImageFolder::scan(&root, &opts).unwrap();
+    let scan: Vec<String> = ds.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(scan.len(), 3, "{scan:#?}");
+    for (file, why) in [
+        ("zero.jpg", "0 bytes"),
+        ("text.jpg", "not a readable image"),
+        ("huge.png", "exceeds the limit"),
+    ] {
+        assert!(
+            scan.iter().any(|w| w.contains(file) && w.contains(why)),
+            "{file}: {scan:#?}"
+        );
+    }
+    // The truncated JPEG has a valid header: it passes the scan, fails at batch time and is
+    // replaced (the batch keeps its 9 images).
+    assert_eq!(ds.train.len(), 9);
+    let loader = Loader::new(
+        Source::Files(ds.train.clone()),
+        LoaderConfig {
+            batch_size: 9,
+            shuffle: false,
+            max_pixels: opts.max_pixels,
+            ..LoaderConfig::default()
+        },
+    );
+    let batch = loader.epoch(0).recv().unwrap();
+    assert_eq!(batch.len(), 9);
+    let w = loader.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].name.ends_with("truncated.jpg") && w[0].reason.contains("truncated JPEG"),
+        "{w:?}"
+    );
+    let served: Vec<String> = batch
+        .indices
+        .iter()
+        .map(|&i| {
+            ds.train[i]
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    for good in [
+        "rgba.png",
+        "gray.png",
+        "deep.png",
+        "cmyk.jpg",
+        "palette.png",
+        "one.png",
+        "1x1.png",
+        "photo.jpg",
+    ] {
+        assert!(
+            served.iter().any(|s| s == good),
+            "{good} not served: {served:?}"
+        );
+    }
+    // RGBA is composited over white by default: alpha 0 gives white.
+    let k = served.iter().position(|s| s == "rgba.png").unwrap();
+    assert_eq!(batch.image(k).get_pixel(0, 0).0, [255, 255, 255]);
+    let k = served.iter().position(|s| s == "deep.png").unwrap();
+    assert_eq!(batch.image(k).get_pixel(0, 0).0, [255, 0, 128]);
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -19,7 +19,7 @@ pub mod oxford;
 pub mod synthetic;
 pub mod transform;
 
-pub use decode::{DEFAULT_MAX_PIXELS, decode_rgb8};
+pub use decode::{Alpha, DEFAULT_MAX_PIXELS, decode_rgb8, decode_rgb8_with};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};
 pub use loader::{Loader, LoaderConfig, PackedBatch, Source};

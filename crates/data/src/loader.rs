@@ -6,7 +6,7 @@
 //! A batch is **packed**: every image's RGB8 bytes back to back in one buffer with per-image
 //! offset / width / height, ready to upload once per batch.
 
-use crate::decode::decode_rgb8;
+use crate::decode::{Alpha, decode_rgb8_with};
 use crate::folder::Sample;
 use crate::synthetic::SyntheticFlowers;
 use crate::transform::resize_shorter_side;
@@ -54,9 +54,11 @@ impl Source {
         }
     }
 
-    fn load(&self, i: usize, max_pixels: u64) -> Result<RgbImage, String> {
+    fn load(&self, i: usize, max_pixels: u64, alpha: Alpha) -> Result<RgbImage, String> {
         match self {
-            Self::Files(s) => decode_rgb8(&s[i].path, max_pixels).map_err(|e| e.to_string()),
+            Self::Files(s) => {
+                decode_rgb8_with(&s[i].path, max_pixels, alpha).map_err(|e| e.to_string())
+            }
             Self::Synthetic { flowers, indices } => Ok(flowers.sample(indices[i]).0),
         }
     }
@@ -89,6 +91,8 @@ pub struct LoaderConfig {
     pub cache: bool,
     /// Decompression-bomb guard.
     pub max_pixels: u64,
+    /// Alpha handling (default: composite over white).
+    pub alpha: Alpha,
 }
 
 impl Default for LoaderConfig {
@@ -102,6 +106,7 @@ impl Default for LoaderConfig {
             max_shorter_side: None,
             cache: false,
             max_pixels: crate::DEFAULT_MAX_PIXELS,
+            alpha: Alpha::WHITE,
         }
     }
 }
@@ -223,7 +228,7 @@ impl Loader {
                 if let Some(img) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
                     return Ok(img.clone());
                 }
-                let mut img = source.load(i, config.max_pixels)?;
+                let mut img = source.load(i, config.max_pixels, config.alpha)?;
                 if let Some(s) = config.max_shorter_side
                     && img.width().min(img.height()) > s
                 {
