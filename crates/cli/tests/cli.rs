@@ -157,3 +157,30 @@ fn info_lists_devices_and_the_auto_choice() {
     assert!(stdout.contains("wgpu adapters:"), "{stdout}");
     assert!(stdout.contains("--device auto picks:"), "{stdout}");
 }
+
+#[test]
+fn bench_data_reports_the_contract_fields() {
+    let out = petal(&[
+        "bench",
+        "data",
+        "--synthetic",
+        "--limit",
+        "8",
+        "--batch-size",
+        "4",
+        "--step-ms",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["images"], 8);
+    for field in ["single_thread_ips", "all_cores_ips", "consumer_wait_ms"] {
+        assert!(v[field].as_f64().unwrap() >= 0.0, "{field}: {v}");
+    }
+    assert!(v["keeps_up"].is_boolean());
+}

@@ -93,6 +93,8 @@ pub struct LoaderConfig {
     pub max_pixels: u64,
     /// Alpha handling (default: composite over white).
     pub alpha: Alpha,
+    /// Decoding threads (`None`: all cores, rayon's global pool).
+    pub threads: Option<usize>,
 }
 
 impl Default for LoaderConfig {
@@ -107,6 +109,7 @@ impl Default for LoaderConfig {
             cache: false,
             max_pixels: crate::DEFAULT_MAX_PIXELS,
             alpha: Alpha::WHITE,
+            threads: None,
         }
     }
 }
@@ -254,23 +257,35 @@ impl Loader {
                         .push(LoadWarning { name, reason });
                 }
             };
+            let pool = config.threads.map(|n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build()
+                    .expect("decode thread pool")
+            });
             let b = config.batch_size;
             let mut spare = order.len(); // replacements are drawn from the order, wrapping
             for chunk in order.chunks(b) {
                 if config.drop_last && chunk.len() < b {
                     break;
                 }
-                let mut got: Vec<(usize, Arc<RgbImage>)> = chunk
-                    .par_iter()
-                    .filter(|&&i| !bad.lock().unwrap_or_else(|e| e.into_inner()).contains(&i))
-                    .filter_map(|&i| match load(i) {
-                        Ok(img) => Some((i, img)),
-                        Err(reason) => {
-                            report(i, reason);
-                            None
-                        }
-                    })
-                    .collect();
+                let decode_chunk = || -> Vec<(usize, Arc<RgbImage>)> {
+                    chunk
+                        .par_iter()
+                        .filter(|&&i| !bad.lock().unwrap_or_else(|e| e.into_inner()).contains(&i))
+                        .filter_map(|&i| match load(i) {
+                            Ok(img) => Some((i, img)),
+                            Err(reason) => {
+                                report(i, reason);
+                                None
+                            }
+                        })
+                        .collect()
+                };
+                let mut got = match &pool {
+                    Some(p) => p.install(decode_chunk),
+                    None => decode_chunk(),
+                };
                 // Replace failures with other samples so the batch keeps its size.
                 let mut tries = 0;
                 while got.len() < chunk.len() && tries < order.len() {
