@@ -16,7 +16,7 @@ fn main(
     let planes = info[0];
     let hw = info[1];
     let channels = info[2];
-    let plane = wid.x + wid.y * info[3];
+    let plane = workgroup_index(wid);
     let valid = plane < planes;
     let base = plane * hw;
     reduce_plane(valid, base, hw, lid);

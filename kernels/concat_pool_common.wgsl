@@ -12,6 +12,12 @@ var<workgroup> s_sum: array<f32, 256>;
 var<workgroup> s_max: array<f32, 256>;
 var<workgroup> s_idx: array<u32, 256>;
 
+// Index of this workgroup in the dispatch grid, which wraps onto rows of info[3] workgroups
+// (every kernel declares `info` = [planes, H·W, C, workgroups per row]).
+fn workgroup_index(wid: vec3<u32>) -> u32 {
+    return wid.x + wid.y * info[3];
+}
+
 // NaN test on the bits: compilers may assume `v != v` is false.
 fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;

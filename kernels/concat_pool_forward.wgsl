@@ -15,7 +15,7 @@ fn main(
     let planes = info[0];
     let hw = info[1];
     let channels = info[2];
-    let plane = wid.x + wid.y * info[3];
+    let plane = workgroup_index(wid);
     let valid = plane < planes;
     reduce_plane(valid, plane * hw, hw, lid);
     if (valid && lid == 0u) {

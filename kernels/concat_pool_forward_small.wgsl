@@ -16,7 +16,7 @@ fn main(
     let planes = info[0];
     let hw = info[1];
     let channels = info[2];
-    let plane = (wid.x + wid.y * info[3]) * WG + lid;
+    let plane = workgroup_index(wid) * WG + lid;
     if (plane >= planes) {
         return;
     }

@@ -1,5 +1,7 @@
 //! Fixture loading and comparison helpers.
 
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use petal::models::device::{DeviceChoice, select_device};
 use std::path::PathBuf;
@@ -106,4 +108,52 @@ pub fn wgpu() -> Device {
         Ok(d) => d.device,
         Err(e) => panic!("wgpu test needs a wgpu adapter (CI installs lavapipe): {e}"),
     }
+}
+
+/// One float parameter of a model after a backward pass.
+pub struct ParamGrad {
+    pub id: ParamId,
+    /// Module path (`backbone.DenseNet.conv0.weight`).
+    pub path: String,
+    /// Whether it requires a gradient (false for frozen parameters and BatchNorm buffers).
+    pub trainable: bool,
+    /// Its gradient, if `grads` holds one.
+    pub grad: Option<Vec<f32>>,
+}
+
+/// Every float parameter of `model` (buffers included), in visiting order, with its gradient.
+pub fn param_grads(model: &impl Module, grads: &GradientsParams) -> Vec<ParamGrad> {
+    struct V<'a> {
+        grads: &'a GradientsParams,
+        path: Vec<String>,
+        out: Vec<ParamGrad>,
+    }
+    impl ModuleVisitor for V<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.out.push(ParamGrad {
+                id: p.id,
+                path: self.path.join("."),
+                trainable: p.val().is_require_grad(),
+                grad: self.grads.get::<D>(p.id).map(values),
+            });
+        }
+    }
+    let mut v = V {
+        grads,
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
+/// BatchNorm running statistics: buffers, not parameters.
+pub fn is_buffer(path: &str) -> bool {
+    path.ends_with("running_mean") || path.ends_with("running_var")
 }

@@ -3,7 +3,7 @@
 //! head training step whose parameter gradients must match the reference path.
 
 use crate::common::*;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use petal::kernels::concat_pool::{
@@ -171,35 +171,6 @@ fn concat_pool_max_avg_order_and_non_contiguous_input() {
     assert!(max_abs(&fused, &reference) <= TOL);
 }
 
-/// Every parameter's gradient, keyed by path.
-fn grads_by_path(model: &impl Module, grads: &GradientsParams) -> Vec<(String, Vec<f32>)> {
-    struct V<'a> {
-        g: &'a GradientsParams,
-        path: Vec<String>,
-        out: Vec<(String, Vec<f32>)>,
-    }
-    impl ModuleVisitor for V<'_> {
-        fn enter_module(&mut self, name: &str, _: &str) {
-            self.path.push(name.to_string());
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.path.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            if let Some(g) = self.g.get::<D>(p.id) {
-                self.out.push((self.path.join("."), values(g)));
-            }
-        }
-    }
-    let mut v = V {
-        g: grads,
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    model.visit(&mut v);
-    v.out
-}
-
 #[test]
 fn densenet_training_step_gradients_match_the_reference_path_wgpu() {
     let device = wgpu().autodiff();
@@ -236,10 +207,13 @@ fn densenet_training_step_gradients_match_the_reference_path_wgpu() {
             .slice([0..N, 0..1])
             .mean()
             .neg();
-        grads_by_path(
+        param_grads(
             &model,
             &GradientsParams::from_grads(loss.backward(), &model),
         )
+        .into_iter()
+        .filter_map(|p| p.grad.map(|g| (p.path, g)))
+        .collect::<Vec<_>>()
     };
     let fused = step(true);
     let reference = step(false);

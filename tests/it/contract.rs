@@ -2,48 +2,11 @@
 //! one, output shapes, parameter counts of the torchvision presets.
 
 use crate::common::*;
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use petal::models::densenet::DenseNetConfig;
 use petal::models::{BackboneConfig, Classifier, ClassifierConfig, HeadConfig};
-
-/// For every float parameter: its path, whether it is a learnable parameter that requires a
-/// gradient, and whether `grads` holds one for it.
-struct Check<'a> {
-    grads: &'a GradientsParams,
-    path: Vec<String>,
-    seen: Vec<(ParamId, String, bool, bool)>,
-}
-
-impl ModuleVisitor for Check<'_> {
-    fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        let path = self.path.join(".");
-        let trainable = p.val().is_require_grad();
-        let has_grad = self.grads.get::<D>(p.id).is_some();
-        self.seen.push((p.id, path, trainable, has_grad));
-    }
-}
-
-fn check(m: &Classifier, grads: &GradientsParams) -> Vec<(ParamId, String, bool, bool)> {
-    let mut v = Check {
-        grads,
-        path: Vec::new(),
-        seen: Vec::new(),
-    };
-    m.visit(&mut v);
-    v.seen
-}
-
-fn is_buffer(path: &str) -> bool {
-    path.ends_with("running_mean") || path.ends_with("running_var")
-}
 
 fn tiny(head: HeadConfig, device: &Device) -> Classifier {
     let backbone = BackboneConfig::DenseNet(DenseNetConfig::new(4, vec![2, 2], 8).with_bn_size(2));
@@ -67,16 +30,20 @@ fn every_trainable_parameter_receives_a_gradient() {
     for head in [HeadConfig::seed(), HeadConfig::Linear { dropout: 0.0 }] {
         let model = tiny(head.clone(), &device);
         let g = grads(&model, &device);
-        let seen = check(&model, &g);
-        let params: Vec<_> = seen.iter().filter(|s| !is_buffer(&s.1)).collect();
+        let seen = param_grads(&model, &g);
+        let params: Vec<_> = seen.iter().filter(|p| !is_buffer(&p.path)).collect();
         assert!(params.len() > 20);
-        for (_, path, trainable, has_grad) in params {
-            assert!(*trainable, "{head:?}: {path} should require a gradient");
-            assert!(*has_grad, "{head:?}: no gradient for {path}");
+        for p in params {
+            assert!(
+                p.trainable,
+                "{head:?}: {} should require a gradient",
+                p.path
+            );
+            assert!(p.grad.is_some(), "{head:?}: no gradient for {}", p.path);
         }
         // Running statistics are buffers: no gradient.
-        for (_, path, trainable, has_grad) in seen.iter().filter(|s| is_buffer(&s.1)) {
-            assert!(!trainable && !has_grad, "{path}");
+        for p in seen.iter().filter(|p| is_buffer(&p.path)) {
+            assert!(!p.trainable && p.grad.is_none(), "{}", p.path);
         }
     }
 }
@@ -94,15 +61,19 @@ fn a_frozen_group_receives_no_gradient_and_the_others_do() {
     let model = model.freeze_group(frozen.clone());
     let g = grads(&model, &device);
     let mut n_frozen = 0;
-    for (id, path, _, has_grad) in check(&model, &g) {
-        if is_buffer(&path) {
+    for p in param_grads(&model, &g) {
+        if is_buffer(&p.path) {
             continue;
         }
-        if frozen.matches(&id, Some(&path)) {
+        if frozen.matches(&p.id, Some(&p.path)) {
             n_frozen += 1;
-            assert!(!has_grad, "frozen {path} received a gradient");
+            assert!(p.grad.is_none(), "frozen {} received a gradient", p.path);
         } else {
-            assert!(has_grad, "trainable {path} received no gradient");
+            assert!(
+                p.grad.is_some(),
+                "trainable {} received no gradient",
+                p.path
+            );
         }
     }
     assert!(n_frozen > 5, "the first group holds the stem and block 1");
@@ -110,9 +81,9 @@ fn a_frozen_group_receives_no_gradient_and_the_others_do() {
     // Freezing the whole backbone leaves only the head trainable.
     let model = tiny(HeadConfig::seed(), &device).freeze_backbone();
     let g = grads(&model, &device);
-    for (_, path, _, has_grad) in check(&model, &g) {
-        if !is_buffer(&path) {
-            assert_eq!(has_grad, path.starts_with("head"), "{path}");
+    for p in param_grads(&model, &g) {
+        if !is_buffer(&p.path) {
+            assert_eq!(p.grad.is_some(), p.path.starts_with("head"), "{}", p.path);
         }
     }
 }

@@ -248,19 +248,6 @@ impl DenseNet {
         c
     }
 
-    /// The configuration that rebuilds this network's shapes.
-    pub fn config(&self) -> DenseNetConfig {
-        let [init, ..] = self.conv0.weight.shape().dims::<4>();
-        let [growth, mid, ..] = self.blocks[0].layers[0].conv2.weight.shape().dims::<4>();
-        DenseNetConfig::new(
-            growth,
-            self.blocks.iter().map(|b| b.layers.len()).collect(),
-            init,
-        )
-        .with_bn_size(mid / growth)
-        .with_drop_rate(self.dropout.prob)
-    }
-
     /// Feature map after `norm5` and ReLU.
     ///
     /// # Shapes

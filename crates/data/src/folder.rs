@@ -217,8 +217,13 @@ fn label(
             None => {}
         }
     }
-    samples.sort_by(|a, b| a.label.cmp(&b.label).then_with(|| a.path.cmp(&b.path)));
+    sort_by_label(&mut samples);
     samples
+}
+
+/// Label order, then path: the order every split is kept in.
+fn sort_by_label(samples: &mut [Sample]) {
+    samples.sort_by(|a, b| a.label.cmp(&b.label).then_with(|| a.path.cmp(&b.path)));
 }
 
 impl ImageFolder {
@@ -345,9 +350,8 @@ pub fn stratified_split(
         held.extend(class);
         keep.extend(rest);
     }
-    let order = |a: &Sample, b: &Sample| a.label.cmp(&b.label).then_with(|| a.path.cmp(&b.path));
-    keep.sort_by(order);
-    held.sort_by(order);
+    sort_by_label(&mut keep);
+    sort_by_label(&mut held);
     (keep, held)
 }
 
