@@ -10,4 +10,5 @@ mod contract;
 mod folder;
 mod parity;
 mod preprocess;
+mod trainer;
 mod weights;

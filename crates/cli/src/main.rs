@@ -2,6 +2,7 @@
 
 mod bench;
 mod predict;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +22,12 @@ enum Command {
     Info,
     /// Classify images with a torchvision / petal state dict.
     Predict(predict::PredictArgs),
+    /// Fine-tune a classifier (frozen phase, unfreeze, discriminative LRs, AdamW, cosine).
+    Train(train::TrainArgs),
+    /// Evaluate a trained run: loss, top-1/5, per-class accuracy, confusion matrix.
+    Eval(train::EvalArgs),
+    /// Learning-rate finder (exponential sweep, fastai's valley suggestion).
+    LrFind(train::LrFindArgs),
     /// Benchmarks (ratios measured in one run on one device).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -32,6 +39,9 @@ fn main() {
     let result = match cli.command {
         Command::Info => info(),
         Command::Predict(args) => predict::run(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Eval(args) => train::run_eval(args),
+        Command::LrFind(args) => train::run_lr_find(args),
         Command::Bench(cmd) => bench::run(cmd),
     };
     match result {

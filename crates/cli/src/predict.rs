@@ -8,6 +8,9 @@ use petal_core::imagenet::imagenet_classes;
 use petal_core::inference::top_k;
 use petal_core::weights::load_classifier;
 use petal_data::{DEFAULT_MAX_PIXELS, EvalTransform, decode_rgb8};
+use petal_trainer::checkpoint::load_checkpoint_model;
+use petal_trainer::data::eval_transform;
+use petal_trainer::eval::read_run;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -16,8 +19,17 @@ use std::path::{Path, PathBuf};
 pub struct PredictArgs {
     /// PyTorch state dict (.pth/.pt, zip or legacy pickle) of a torchvision DenseNet /
     /// MobileNetV2, or of one with the seed's concat-pool head.
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    weights: Option<PathBuf>,
+    /// A `petal train` run directory: its best checkpoint, class names and eval transform.
     #[arg(long)]
-    weights: PathBuf,
+    run: Option<PathBuf>,
+    /// With --run: the checkpoint file inside it.
+    #[arg(long, default_value = "best.ckpt", requires = "run")]
+    checkpoint: String,
+    /// Test-time augmentation: average the logits with those of the mirrored image.
+    #[arg(long)]
+    tta: bool,
     /// Architecture: auto (read it from the file), densenet121/161/169/201, mobilenet_v2.
     #[arg(long, default_value = "auto")]
     arch: String,
@@ -28,12 +40,12 @@ pub struct PredictArgs {
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5)]
     topk: usize,
-    /// Shorter side after resizing (torchvision `Resize`).
-    #[arg(long, default_value_t = 256)]
-    resize: u32,
-    /// Center crop size (torchvision `CenterCrop`).
-    #[arg(long, default_value_t = 224)]
-    crop: u32,
+    /// Shorter side after resizing (torchvision `Resize`; default 256, or the run's).
+    #[arg(long)]
+    resize: Option<u32>,
+    /// Center crop size (torchvision `CenterCrop`; default 224, or the run's).
+    #[arg(long)]
+    crop: Option<u32>,
     /// Print JSON: `[{"image", "top": [{"index", "label", "prob"}], "logits"?}]`.
     #[arg(long)]
     json: bool,
@@ -123,9 +135,6 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     if args.topk == 0 || args.batch_size == 0 {
         bail!("--topk and --batch-size must be at least 1");
     }
-    if args.crop == 0 || args.resize == 0 {
-        bail!("--resize and --crop must be at least 1");
-    }
     let choice: DeviceChoice = args.device.parse()?;
     let selected = select_device(choice)?;
     if let Some(n) = &selected.notice {
@@ -133,14 +142,42 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     }
     log::info!("device: {}", selected.description);
     let device = selected.device;
-    let (model, config, _) = load_classifier(&args.weights, Some(&args.arch), &device)?;
-    let model = model.valid();
-    let labels = load_labels(args.classes.as_deref(), config.num_classes)?;
-    let transform = EvalTransform {
-        resize: args.resize,
-        crop: args.crop,
-        ..EvalTransform::default()
+    let (model, num_classes, labels, mut transform) = match (&args.run, &args.weights) {
+        (Some(run), _) => {
+            let (rc, classes) = read_run(run)?;
+            let ckpt = run.join(&args.checkpoint);
+            let (model, mc) = load_checkpoint_model(&ckpt, &device)?;
+            let labels = match args.classes.as_deref() {
+                Some(spec) => load_labels(Some(spec), mc.num_classes)?,
+                None => classes.names.clone(),
+            };
+            if labels.len() != mc.num_classes {
+                bail!(
+                    "{}: {} class names for a {}-class model",
+                    run.join("classes.json").display(),
+                    labels.len(),
+                    mc.num_classes
+                );
+            }
+            (model, mc.num_classes, labels, eval_transform(&rc))
+        }
+        (None, Some(weights)) => {
+            let (model, config, _) = load_classifier(weights, Some(&args.arch), &device)?;
+            let labels = load_labels(args.classes.as_deref(), config.num_classes)?;
+            (model, config.num_classes, labels, EvalTransform::default())
+        }
+        (None, None) => bail!("give --weights FILE or --run DIR"),
     };
+    if let Some(r) = args.resize {
+        transform.resize = r;
+    }
+    if let Some(c) = args.crop {
+        transform.crop = c;
+    }
+    if transform.crop == 0 || transform.resize == 0 {
+        bail!("--resize and --crop must be at least 1");
+    }
+    let model = model.valid();
     let mut failures = 0;
     let mut out = Vec::new();
     for chunk in args.images.chunks(args.batch_size) {
@@ -161,14 +198,18 @@ pub fn run(args: PredictArgs) -> Result<i32> {
         if names.is_empty() {
             continue;
         }
-        let c = args.crop as usize;
+        let c = transform.crop as usize;
         let x = Tensor::<4>::from_data(TensorData::new(data, [names.len(), 3, c, c]), &device);
-        let logits = model.forward(x).into_data();
+        let mut logits = model.forward(x.clone());
+        if args.tta {
+            logits = (logits + model.forward(x.flip([3]))).div_scalar(2.0);
+        }
+        let logits = logits.into_data();
         let logits: Vec<f32> = logits
             .try_to_vec_as::<f32>()
             .context("reading logits back")?;
         for (i, name) in names.iter().enumerate() {
-            let row = &logits[i * config.num_classes..(i + 1) * config.num_classes];
+            let row = &logits[i * num_classes..(i + 1) * num_classes];
             let pred = Prediction {
                 image: name.display().to_string(),
                 top: top_k(row, args.topk)

@@ -210,15 +210,21 @@ fn select_uncached(choice: DeviceChoice) -> Result<SelectedDevice, CoreError> {
         DeviceChoice::Dx12 => WgpuBackend::Dx12,
         _ => WgpuBackend::Auto,
     };
-    let device = Device::wgpu_options()
-        .device_kind(kind)
+    let device = match Device::wgpu_options()
+        .device_kind(kind.clone())
         .graphics_api(api)
         .init()
-        .map_err(|e| {
-            CoreError::Device(format!(
+    {
+        Ok(d) => d,
+        // Something asked for `Device::default()` first (Burn's optimizer-state loading
+        // does): that runtime is up with the default options; use it.
+        Err(e) if format!("{e:?}").contains("already initialized") => Device::wgpu(kind),
+        Err(e) => {
+            return Err(CoreError::Device(format!(
                 "--device {choice}: wgpu initialisation failed: {e}"
-            ))
-        })?;
+            )));
+        }
+    };
     Ok(SelectedDevice {
         device,
         description: format!(

@@ -47,7 +47,8 @@ impl Source {
         self.len() == 0
     }
 
-    fn label(&self, i: usize) -> usize {
+    /// The label of sample `i`.
+    pub fn label(&self, i: usize) -> usize {
         match self {
             Self::Files(s) => s[i].label,
             Self::Synthetic { flowers, indices } => flowers.label(indices[i]),
@@ -63,7 +64,8 @@ impl Source {
         }
     }
 
-    fn name(&self, i: usize) -> String {
+    /// A printable name of sample `i` (its path, or `synthetic flower N`).
+    pub fn name(&self, i: usize) -> String {
         match self {
             Self::Files(s) => s[i].path.display().to_string(),
             Self::Synthetic { indices, .. } => format!("synthetic flower {}", indices[i]),
@@ -222,6 +224,12 @@ impl Loader {
     /// Starts decoding `epoch` on a background thread; batches arrive in order through a
     /// queue of `prefetch` batches.
     pub fn epoch(&self, epoch: u64) -> Receiver<PackedBatch> {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// Like [`epoch`](Self::epoch), starting at batch `skip` of the epoch's order (resuming
+    /// an interrupted epoch: the skipped batches are not decoded).
+    pub fn epoch_from(&self, epoch: u64, skip: usize) -> Receiver<PackedBatch> {
         let (tx, rx) = sync_channel(self.config.prefetch);
         let order = self.order(epoch);
         let (source, config) = (self.source.clone(), self.config.clone());
@@ -265,7 +273,7 @@ impl Loader {
             });
             let b = config.batch_size;
             let mut spare = order.len(); // replacements are drawn from the order, wrapping
-            for chunk in order.chunks(b) {
+            for chunk in order.chunks(b).skip(skip) {
                 if config.drop_last && chunk.len() < b {
                     break;
                 }

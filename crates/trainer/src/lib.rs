@@ -1,6 +1,35 @@
 //! # petal-trainer
 //!
-//! The fine-tune recipe (frozen-backbone phase, selective unfreezing with discriminative
-//! learning rates, AdamW, cosine annealing with warmup), metrics, checkpoints and plots.
-//! Built by the trainer issue; this crate is the place it lands.
+//! The fine-tune recipe of the seed article and fastai's `fine_tune`, on Burn:
+//!
+//! 1. **Frozen phase** (`freeze_epochs`, default 1): the backbone's layer groups are frozen,
+//!    the head trains; BatchNorm layers stay trainable (`train_bn`, as fastai).
+//! 2. **Unfreeze** all groups at once or one per epoch from the top (`unfreeze`), resetting
+//!    the optimizer whenever the trainable set changes, with **discriminative learning
+//!    rates**: the head gets `lr`, earlier groups geometrically less down to `lr / lr_mult`.
+//!
+//! AdamW (Burn's, decoupled weight decay; none on BatchNorm / bias parameters), per-step
+//! linear warmup + cosine annealing (Burn's schedulers) or one-cycle, label smoothing,
+//! global-norm gradient clipping, training batches through the fused GPU augmentation and
+//! validation through the eval transform. A run directory holds `config.json`,
+//! `classes.json`, `metrics.jsonl` / `metrics.csv`, `curves.png` and atomic `best.ckpt` /
+//! `last.ckpt` checkpoints from which `--resume` continues exactly.
 #![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod lr_find;
+pub mod metrics;
+pub mod optim;
+pub mod plot;
+pub mod schedule;
+pub mod train;
+
+pub use config::{Cache, FineTuneConfig, Precision, Schedule, SyntheticConfig, Unfreeze};
+pub use error::TrainError;
+pub use eval::{EvalOptions, EvalReport, Split, evaluate};
+pub use lr_find::{LrFindOptions, LrFindResult, lr_find};
+pub use train::{StopReason, TrainOptions, TrainOutcome, train};

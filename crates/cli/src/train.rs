@@ -1,0 +1,492 @@
+//! `petal train`, `petal eval`, `petal lr-find`.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use petal_trainer::{
+    Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Schedule, Split, StopReason,
+    TrainOptions, Unfreeze,
+};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+/// `--dataset`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DatasetKind {
+    /// The folder given by --data (ImageFolder or Oxford-102 native layout).
+    Folder,
+    /// The built-in synthetic flowers.
+    Synthetic,
+}
+
+/// Every setting of [`FineTuneConfig`] as a flag; an unset flag keeps the value of
+/// `--config FILE` (or the default).
+#[derive(Args, Debug, Default)]
+pub struct ConfigArgs {
+    /// A TOML (or JSON) file of settings; flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Dataset folder: DIR/train/<class>/*, DIR/valid|val/<class>/*, optional DIR/test/; or
+    /// Oxford-102 native (jpg/ + imagelabels.mat + setid.mat).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// `synthetic` (the built-in flowers, default without --data) or `folder`.
+    #[arg(long, value_enum)]
+    dataset: Option<DatasetKind>,
+    /// Synthetic: classes (1..=72).
+    #[arg(long)]
+    synthetic_classes: Option<usize>,
+    /// Synthetic: training images.
+    #[arg(long)]
+    synthetic_train: Option<usize>,
+    /// Synthetic: validation images.
+    #[arg(long)]
+    synthetic_valid: Option<usize>,
+    /// Synthetic: image side in pixels.
+    #[arg(long)]
+    synthetic_size: Option<u32>,
+    /// Held-out fraction per class when there is no valid/ folder.
+    #[arg(long)]
+    valid_fraction: Option<f64>,
+    /// `ram`: keep decoded images in memory after the first epoch.
+    #[arg(long, value_parser = ["none", "ram"])]
+    cache: Option<String>,
+    /// Down-scale at load so the shorter side is at most this.
+    #[arg(long)]
+    max_shorter_side: Option<u32>,
+    /// Refuse images with more pixels (decompression-bomb guard).
+    #[arg(long)]
+    max_pixels: Option<u64>,
+    /// Decoding threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Backbone: densenet121/161/169/201, mobilenet_v2.
+    #[arg(long)]
+    arch: Option<String>,
+    /// Pretrained torchvision weights (.pth) for the backbone.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Head hidden widths, comma-separated (e.g. 1024 or 1024,512).
+    #[arg(long, value_delimiter = ',')]
+    hidden: Option<Vec<usize>>,
+    /// Head dropout.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// Epochs with the backbone frozen.
+    #[arg(long)]
+    freeze_epochs: Option<usize>,
+    /// Epochs after unfreezing.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// `all` at once, or `gradual` (one more layer group per epoch from the top).
+    #[arg(long, value_parser = ["all", "gradual"])]
+    unfreeze: Option<String>,
+    /// Keep the frozen backbone's BatchNorm layers training (true/false).
+    #[arg(long)]
+    train_bn: Option<bool>,
+    /// Images per step.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate of the head.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// The first layer group gets lr / lr-mult.
+    #[arg(long)]
+    lr_mult: Option<f64>,
+    /// AdamW decoupled weight decay.
+    #[arg(long)]
+    wd: Option<f64>,
+    /// Also decay BatchNorm and bias parameters.
+    #[arg(long)]
+    wd_bn_bias: bool,
+    /// AdamW beta1.
+    #[arg(long)]
+    beta1: Option<f64>,
+    /// AdamW beta2.
+    #[arg(long)]
+    beta2: Option<f64>,
+    /// AdamW epsilon.
+    #[arg(long)]
+    eps: Option<f64>,
+    /// Clip the global gradient norm.
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// `cosine` (warmup + cosine annealing) or `one-cycle`.
+    #[arg(long, value_parser = ["cosine", "one-cycle"])]
+    schedule: Option<String>,
+    /// Warmup fraction of each phase.
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Final learning rate of the head.
+    #[arg(long)]
+    min_lr: Option<f64>,
+    /// Early stopping: epochs without a better valid top-1.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Crop size.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Validation resize of the shorter side (default image-size·8/7).
+    #[arg(long)]
+    resize: Option<usize>,
+    /// RandomResizedCrop minimum area.
+    #[arg(long)]
+    scale_min: Option<f64>,
+    /// RandomResizedCrop maximum area.
+    #[arg(long)]
+    scale_max: Option<f64>,
+    /// RandomResizedCrop minimum aspect ratio.
+    #[arg(long)]
+    ratio_min: Option<f64>,
+    /// RandomResizedCrop maximum aspect ratio.
+    #[arg(long)]
+    ratio_max: Option<f64>,
+    /// RandomRotation degrees (±).
+    #[arg(long)]
+    rotation: Option<f64>,
+    /// Horizontal flip probability.
+    #[arg(long)]
+    flip: Option<f64>,
+    /// ColorJitter brightness.
+    #[arg(long)]
+    brightness: Option<f64>,
+    /// ColorJitter contrast.
+    #[arg(long)]
+    contrast: Option<f64>,
+    /// ColorJitter saturation.
+    #[arg(long)]
+    saturation: Option<f64>,
+    /// ColorJitter hue.
+    #[arg(long)]
+    hue: Option<f64>,
+    /// Rotation padding: fill or reflect.
+    #[arg(long, value_parser = ["fill", "reflect"])]
+    padding: Option<String>,
+    /// Seed of everything random.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// auto, cpu, wgpu, vulkan, metal, dx12.
+    #[arg(long)]
+    device: Option<String>,
+    /// f32 or f16.
+    #[arg(long, value_parser = ["f32", "f16"])]
+    precision: Option<String>,
+    /// Batches decoded ahead.
+    #[arg(long)]
+    prefetch: Option<usize>,
+}
+
+macro_rules! set {
+    ($c:ident, $a:ident, $($f:ident),*) => {
+        $( if let Some(v) = $a.$f.clone() { $c.$f = v; } )*
+    };
+}
+
+impl ConfigArgs {
+    /// The configuration: `--config` (or defaults) with the flags applied.
+    pub fn resolve(&self) -> Result<FineTuneConfig> {
+        let mut c = match &self.config {
+            Some(p) => FineTuneConfig::from_file(p)?,
+            None => FineTuneConfig::default(),
+        };
+        let a = self;
+        set!(
+            c, a, valid_fraction, max_pixels, arch, hidden, dropout, freeze_epochs, epochs,
+            train_bn, batch_size, lr, lr_mult, wd, beta1, beta2, eps, label_smoothing, warmup,
+            min_lr, image_size, rotation, flip, brightness, contrast, saturation, hue, padding,
+            seed, device, prefetch
+        );
+        if let Some(d) = &a.data {
+            c.data = Some(d.clone());
+        }
+        match a.dataset {
+            Some(DatasetKind::Synthetic) => c.data = None,
+            Some(DatasetKind::Folder) if c.data.is_none() => {
+                bail!("--dataset folder needs --data DIR")
+            }
+            _ => {}
+        }
+        if let Some(v) = a.synthetic_classes {
+            c.synthetic.classes = v;
+        }
+        if let Some(v) = a.synthetic_train {
+            c.synthetic.train = v;
+        }
+        if let Some(v) = a.synthetic_valid {
+            c.synthetic.valid = v;
+        }
+        if let Some(v) = a.synthetic_size {
+            c.synthetic.image_size = v;
+        }
+        if let Some(v) = &a.cache {
+            c.cache = if v == "ram" { Cache::Ram } else { Cache::None };
+        }
+        if a.max_shorter_side.is_some() {
+            c.max_shorter_side = a.max_shorter_side;
+        }
+        if a.threads.is_some() {
+            c.threads = a.threads;
+        }
+        if a.weights.is_some() {
+            c.weights = a.weights.clone();
+        }
+        if a.wd_bn_bias {
+            c.wd_bn_bias = true;
+        }
+        if a.grad_clip.is_some() {
+            c.grad_clip = a.grad_clip;
+        }
+        if a.patience.is_some() {
+            c.patience = a.patience;
+        }
+        if a.resize.is_some() {
+            c.resize = a.resize;
+        }
+        if let Some(u) = &a.unfreeze {
+            c.unfreeze = if u == "gradual" {
+                Unfreeze::Gradual
+            } else {
+                Unfreeze::All
+            };
+        }
+        if let Some(s) = &a.schedule {
+            c.schedule = if s == "one-cycle" {
+                Schedule::OneCycle
+            } else {
+                Schedule::Cosine
+            };
+        }
+        if let Some(p) = &a.precision {
+            c.precision = if p == "f16" {
+                Precision::F16
+            } else {
+                Precision::F32
+            };
+        }
+        if let Some(v) = a.scale_min {
+            c.scale.0 = v;
+        }
+        if let Some(v) = a.scale_max {
+            c.scale.1 = v;
+        }
+        if let Some(v) = a.ratio_min {
+            c.ratio.0 = v;
+        }
+        if let Some(v) = a.ratio_max {
+            c.ratio.1 = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// Arguments of `petal train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Run directory (default: runs/<arch>-<unix time>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run in this directory from its `last.ckpt` (its config.json is used;
+    /// other settings flags are refused).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Stop (writing `last.ckpt`, as Ctrl-C does) after this many steps.
+    #[arg(long, hide = true)]
+    stop_at_step: Option<u64>,
+}
+
+/// Installs the Ctrl-C handler: the first press stops after the current step (writing
+/// `last.ckpt`); a second one exits at once.
+fn ctrl_c(opts: &TrainOptions) {
+    let stop = opts.stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted twice: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: finishing the current step and writing last.ckpt …");
+    });
+}
+
+/// Runs `petal train`.
+pub fn run_train(args: TrainArgs) -> Result<i32> {
+    let (config, out, resume) = match &args.resume {
+        Some(run) => {
+            let c = FineTuneConfig::from_file(run.join("config.json"))
+                .with_context(|| format!("--resume {}: not a run directory", run.display()))?;
+            (c, run.clone(), true)
+        }
+        None => {
+            let c = args.config.resolve()?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                PathBuf::from("runs").join(format!("{}-{t}", c.arch))
+            });
+            if out.join("last.ckpt").exists() {
+                bail!(
+                    "--out {} already holds a run (last.ckpt): continue it with --resume {0}, or choose another --out",
+                    out.display()
+                );
+            }
+            (c, out, false)
+        }
+    };
+    let mut opts = TrainOptions::new(out);
+    opts.resume = resume;
+    opts.stop_at_step = args.stop_at_step;
+    ctrl_c(&opts);
+    let outcome = petal_trainer::train(&config, &opts)?;
+    if let StopReason::Interrupted { .. } = outcome.stop {
+        return Ok(130);
+    }
+    if let Some(last) = outcome.records.last() {
+        println!(
+            "final: valid top-1 {:.2}% top-5 {:.2}% (run: {})",
+            100.0 * last.valid_top1,
+            100.0 * last.valid_top5,
+            outcome.run_dir.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Arguments of `petal eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directory written by `petal train`.
+    #[arg(long)]
+    run: PathBuf,
+    /// Evaluate on this folder instead of the run's data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// `valid` or `test`.
+    #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
+    split: String,
+    /// Checkpoint file inside the run.
+    #[arg(long, default_value = "best.ckpt")]
+    checkpoint: String,
+    /// How many of the worst predictions to list.
+    #[arg(long, default_value_t = 10)]
+    worst: usize,
+    /// Average with the mirrored image.
+    #[arg(long)]
+    tta: bool,
+    /// Device override.
+    #[arg(long)]
+    device: Option<String>,
+    /// Batch size override.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `petal eval`.
+pub fn run_eval(args: EvalArgs) -> Result<i32> {
+    let r = petal_trainer::evaluate(&EvalOptions {
+        run: args.run,
+        data: args.data,
+        split: if args.split == "test" {
+            Split::Test
+        } else {
+            Split::Valid
+        },
+        checkpoint: args.checkpoint,
+        worst: args.worst,
+        tta: args.tta,
+        device: args.device,
+        batch_size: args.batch_size,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(0);
+    }
+    println!(
+        "{} ({} images, {}): loss {:.4}  top-1 {:.2}%  top-5 {:.2}%",
+        r.split,
+        r.images,
+        r.checkpoint,
+        r.loss,
+        100.0 * r.top1,
+        100.0 * r.top5
+    );
+    println!("per class:");
+    for c in &r.per_class {
+        match c.accuracy {
+            Some(a) => println!("  {:<32} {:>7.2}%  ({} images)", c.class, 100.0 * a, c.count),
+            None => println!("  {:<32}     n/a  (0 images)", c.class),
+        }
+    }
+    println!("worst predictions:");
+    for m in &r.worst {
+        println!(
+            "  {}  true {} ({:.1}%)  predicted {} ({:.1}%)  loss {:.3}",
+            m.file,
+            m.label,
+            100.0 * m.label_probability,
+            m.predicted,
+            100.0 * m.probability,
+            m.loss
+        );
+    }
+    println!(
+        "confusion: {} and {}",
+        r.confusion_csv.display(),
+        r.confusion_png.display()
+    );
+    if r.skipped > 0 {
+        println!("{} unreadable image(s) skipped", r.skipped);
+    }
+    Ok(0)
+}
+
+/// Arguments of `petal lr-find`.
+#[derive(Args, Debug)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// First learning rate.
+    #[arg(long, default_value_t = 1e-7)]
+    start_lr: f64,
+    /// Last learning rate.
+    #[arg(long, default_value_t = 10.0)]
+    end_lr: f64,
+    /// Most steps.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Where lr_find.png / .csv / .json go.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+}
+
+/// Runs `petal lr-find`.
+pub fn run_lr_find(args: LrFindArgs) -> Result<i32> {
+    let config = args.config.resolve()?;
+    let r = petal_trainer::lr_find(
+        &config,
+        &LrFindOptions {
+            start: args.start_lr,
+            end: args.end_lr,
+            steps: args.steps,
+            out: args.out.clone(),
+        },
+    )?;
+    println!(
+        "{} steps from {:.1e} to {:.1e}{}; suggested lr (valley): {:.2e}",
+        r.lrs.len(),
+        r.lrs.first().copied().unwrap_or(0.0),
+        r.lrs.last().copied().unwrap_or(0.0),
+        if r.diverged { " (stopped: loss diverged)" } else { "" },
+        r.suggestion
+    );
+    println!("plot: {}", args.out.join("lr_find.png").display());
+    Ok(0)
+}

@@ -1,0 +1,155 @@
+//! The run's data: an ImageFolder, Oxford-102's native layout, or the built-in synthetic
+//! flowers, turned into loaders, plus the eval transform applied to a packed batch.
+
+use crate::config::{Cache, FineTuneConfig};
+use crate::error::TrainError;
+use burn::tensor::{Device, Tensor, TensorData};
+use petal_data::folder::ScanWarning;
+use petal_data::{
+    ClassList, EvalTransform, ImageFolder, Loader, LoaderConfig, Oxford102, PackedBatch,
+    ScanOptions, Source, SyntheticFlowers,
+};
+use rayon::prelude::*;
+use std::path::Path;
+
+/// The splits of a run.
+pub struct RunData {
+    /// Class folders and display names, in label order.
+    pub classes: ClassList,
+    /// Training samples.
+    pub train: Source,
+    /// Validation samples.
+    pub valid: Source,
+    /// Test samples, where the data set has them.
+    pub test: Option<Source>,
+    /// Files the scan skipped.
+    pub warnings: Vec<ScanWarning>,
+    /// A one-line description (`ImageFolder /data/flowers: 102 classes, …`).
+    pub description: String,
+}
+
+/// Opens `config.data` (or the synthetic set when unset). `data_override` replaces the
+/// configured folder (`petal eval --data`).
+pub fn open(config: &FineTuneConfig, data_override: Option<&Path>) -> Result<RunData, TrainError> {
+    let root = data_override.or(config.data.as_deref());
+    let Some(root) = root else {
+        let s = &config.synthetic;
+        let flowers = SyntheticFlowers::new(s.classes, s.image_size, config.seed);
+        let train = (0..s.train as u64).collect::<Vec<_>>();
+        let valid = (s.train as u64..(s.train + s.valid) as u64).collect::<Vec<_>>();
+        return Ok(RunData {
+            classes: flowers.classes(),
+            description: format!(
+                "synthetic flowers: {} classes, {} train / {} valid images of {}² (seed {})",
+                s.classes, s.train, s.valid, s.image_size, config.seed
+            ),
+            train: Source::Synthetic {
+                flowers,
+                indices: train,
+            },
+            valid: Source::Synthetic {
+                flowers,
+                indices: valid,
+            },
+            test: None,
+            warnings: Vec::new(),
+        });
+    };
+    if Oxford102::is_native_layout(root) {
+        let o = Oxford102::open(root)?;
+        return Ok(RunData {
+            description: format!(
+                "Oxford-102 {}: 102 classes, {} train / {} valid / {} test images",
+                root.display(),
+                o.train.len(),
+                o.valid.len(),
+                o.test.len()
+            ),
+            classes: o.classes,
+            train: Source::Files(o.train),
+            valid: Source::Files(o.valid),
+            test: Some(Source::Files(o.test)),
+            warnings: Vec::new(),
+        });
+    }
+    let opts = ScanOptions {
+        valid_fraction: config.valid_fraction,
+        seed: config.seed,
+        max_pixels: config.max_pixels,
+    };
+    let f = ImageFolder::scan(root, &opts)?;
+    Ok(RunData {
+        description: format!(
+            "ImageFolder {}: {} classes, {} train / {} valid{} images{}",
+            root.display(),
+            f.classes.names.len(),
+            f.train.len(),
+            f.valid.len(),
+            f.test
+                .as_ref()
+                .map(|t| format!(" / {} test", t.len()))
+                .unwrap_or_default(),
+            if f.valid_is_split {
+                format!(
+                    " (valid = stratified {:.0}% of train/)",
+                    config.valid_fraction * 100.0
+                )
+            } else {
+                String::new()
+            }
+        ),
+        classes: f.classes,
+        train: Source::Files(f.train),
+        valid: Source::Files(f.valid),
+        test: f.test.map(Source::Files),
+        warnings: f.warnings,
+    })
+}
+
+/// A loader over `source` with the run's settings.
+pub fn loader(config: &FineTuneConfig, source: Source, train: bool) -> Loader {
+    let n = source.len();
+    Loader::new(
+        source,
+        LoaderConfig {
+            batch_size: config.batch_size,
+            shuffle: train,
+            seed: config.seed,
+            // A last batch of one image cannot be batch-normalised; fastai drops it too.
+            drop_last: train && n > config.batch_size,
+            prefetch: config.prefetch.max(1),
+            max_shorter_side: config.max_shorter_side,
+            cache: config.cache == Cache::Ram,
+            max_pixels: config.max_pixels,
+            threads: config.threads,
+            ..LoaderConfig::default()
+        },
+    )
+}
+
+/// The run's eval transform (resize shorter side, center crop, normalise).
+pub fn eval_transform(config: &FineTuneConfig) -> EvalTransform {
+    EvalTransform {
+        resize: config.eval_resize() as u32,
+        crop: config.image_size as u32,
+        mean: config.mean,
+        std: config.std,
+    }
+}
+
+/// A packed batch through the eval transform (and optionally mirrored): `[N, 3, S, S]`.
+pub fn eval_batch(t: &EvalTransform, batch: &PackedBatch, flip: bool, device: &Device) -> Tensor<4> {
+    let s = t.crop as usize;
+    let per: Vec<Vec<f32>> = (0..batch.len())
+        .into_par_iter()
+        .map(|i| {
+            let mut img = batch.image(i);
+            if flip {
+                image::imageops::flip_horizontal_in_place(&mut img);
+            }
+            t.apply(&img)
+        })
+        .collect();
+    let data: Vec<f32> = per.concat();
+    Tensor::from_data(TensorData::new(data, [batch.len(), 3, s, s]), device)
+}

@@ -1,0 +1,227 @@
+//! `petal eval`: a trained run on its validation or test split — loss, top-1, top-5,
+//! per-class accuracy, the confusion matrix (CSV + PNG) and the worst predictions.
+
+use crate::checkpoint::load_checkpoint_model;
+use crate::config::FineTuneConfig;
+use crate::data;
+use crate::error::TrainError;
+use crate::metrics::{Tally, argmax, cross_entropy, write_atomic};
+use crate::plot;
+use crate::train::{device_of, files, predict_loader};
+use petal_core::inference::softmax;
+use petal_data::ClassList;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Which split to evaluate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// The validation split.
+    Valid,
+    /// The test split (`test/` or Oxford-102's `tstid`).
+    Test,
+}
+
+/// One of the worst predictions (highest loss).
+#[derive(Clone, Debug, Serialize)]
+pub struct Mistake {
+    /// The image.
+    pub file: String,
+    /// True class name.
+    pub label: String,
+    /// Predicted class name.
+    pub predicted: String,
+    /// Probability given to the prediction.
+    pub probability: f64,
+    /// Probability given to the true class.
+    pub label_probability: f64,
+    /// The sample's loss.
+    pub loss: f64,
+}
+
+/// Per-class line of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClassAccuracy {
+    /// Class name.
+    pub class: String,
+    /// Images of the class in the split.
+    pub count: u64,
+    /// Fraction classified correctly.
+    pub accuracy: Option<f64>,
+}
+
+/// What `petal eval` reports (also written as `eval_<split>.json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    /// `valid` or `test`.
+    pub split: String,
+    /// The checkpoint evaluated.
+    pub checkpoint: String,
+    /// Images evaluated.
+    pub images: u64,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Top-1 accuracy.
+    pub top1: f64,
+    /// Top-5 accuracy.
+    pub top5: f64,
+    /// Per-class accuracy.
+    pub per_class: Vec<ClassAccuracy>,
+    /// The worst predictions, highest loss first.
+    pub worst: Vec<Mistake>,
+    /// Where the confusion matrix went.
+    pub confusion_csv: PathBuf,
+    /// Where its picture went.
+    pub confusion_png: PathBuf,
+    /// Unreadable images skipped.
+    pub skipped: usize,
+}
+
+/// Evaluation settings.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Run directory.
+    pub run: PathBuf,
+    /// Replacement data folder (default: the run's).
+    pub data: Option<PathBuf>,
+    /// The split.
+    pub split: Split,
+    /// `best.ckpt` (default) or `last.ckpt`.
+    pub checkpoint: String,
+    /// Mistakes to list.
+    pub worst: usize,
+    /// Average with the mirrored image.
+    pub tta: bool,
+    /// Device override.
+    pub device: Option<String>,
+    /// Batch size override.
+    pub batch_size: Option<usize>,
+}
+
+/// Reads a run's `config.json` and `classes.json`.
+pub fn read_run(run: &Path) -> Result<(FineTuneConfig, ClassList), TrainError> {
+    let config = FineTuneConfig::from_file(run.join(files::CONFIG))?;
+    let path = run.join(files::CLASSES);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;
+    let classes: ClassList = serde_json::from_str(&text).map_err(|e| TrainError::Config {
+        what: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((config, classes))
+}
+
+/// Evaluates a run; writes `confusion.csv`, `confusion.png` and `eval_<split>.json` into it.
+pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
+    let (mut config, classes) = read_run(&opts.run)?;
+    if let Some(d) = &opts.device {
+        config.device = d.clone();
+    }
+    if let Some(b) = opts.batch_size {
+        config.batch_size = b;
+    }
+    let (device, _) = device_of(&config)?;
+    let ckpt = opts.run.join(&opts.checkpoint);
+    let (model, mconf) = load_checkpoint_model(&ckpt, &device)?;
+    let run_data = data::open(&config, opts.data.as_deref())?;
+    if run_data.classes.folders != classes.folders {
+        return Err(TrainError::Config {
+            what: "data".into(),
+            reason: format!(
+                "the folder's classes ({}) differ from the run's classes.json ({})",
+                run_data.classes.folders.len(),
+                classes.folders.len()
+            ),
+        });
+    }
+    let (name, source) = match opts.split {
+        Split::Valid => ("valid", run_data.valid),
+        Split::Test => (
+            "test",
+            run_data.test.ok_or_else(|| TrainError::Config {
+                what: "--split test".into(),
+                reason: format!("{} has no test split", run_data.description),
+            })?,
+        ),
+    };
+    let k = mconf.num_classes;
+    let loader = data::loader(&config, source.clone(), false);
+    let t = data::eval_transform(&config);
+    let mut tally = Tally::new(k);
+    let mut all: Vec<(f64, usize, usize, usize, f64, f64)> = Vec::new();
+    predict_loader(&model, &loader, &t, opts.tta, &device, |l, y, idx| {
+        let loss = cross_entropy(l, y, 0.0);
+        tally.add(l, y, loss);
+        let p = softmax(l);
+        let pred = argmax(l);
+        all.push((loss, idx, y, pred, p[pred] as f64, p[y] as f64));
+    });
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let cname = |i: usize| classes.names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let worst = all
+        .iter()
+        .take(opts.worst)
+        .map(|&(loss, idx, y, pred, pp, py)| Mistake {
+            file: source.name(idx),
+            label: cname(y),
+            predicted: cname(pred),
+            probability: pp,
+            label_probability: py,
+            loss,
+        })
+        .collect();
+    let per_class = tally
+        .per_class()
+        .into_iter()
+        .enumerate()
+        .map(|(c, a)| ClassAccuracy {
+            class: cname(c),
+            count: tally.confusion[c].iter().sum(),
+            accuracy: a,
+        })
+        .collect();
+    let csv_path = opts.run.join("confusion.csv");
+    let mut csv = String::from("true\\predicted");
+    for c in 0..k {
+        csv.push(',');
+        csv.push_str(&csv_field(&cname(c)));
+    }
+    csv.push('\n');
+    for (c, row) in tally.confusion.iter().enumerate() {
+        csv.push_str(&csv_field(&cname(c)));
+        for v in row {
+            csv.push_str(&format!(",{v}"));
+        }
+        csv.push('\n');
+    }
+    write_atomic(&csv_path, csv.as_bytes())?;
+    let png_path = opts.run.join("confusion.png");
+    plot::confusion(&png_path, &tally.confusion, &classes.names)?;
+    let report = EvalReport {
+        split: name.into(),
+        checkpoint: ckpt.display().to_string(),
+        images: tally.n,
+        loss: tally.loss(),
+        top1: tally.top1(),
+        top5: tally.top5(),
+        per_class,
+        worst,
+        confusion_csv: csv_path,
+        confusion_png: png_path,
+        skipped: loader.warnings().len(),
+    };
+    write_atomic(
+        &opts.run.join(format!("eval_{name}.json")),
+        serde_json::to_string_pretty(&report)
+            .expect("report serialises")
+            .as_bytes(),
+    )?;
+    Ok(report)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}

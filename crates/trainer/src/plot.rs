@@ -1,0 +1,228 @@
+//! PNG plots (plotters, bitmap backend, a bundled DejaVu Sans so no system font is needed):
+//! training curves, the learning-rate finder, the confusion matrix.
+
+use crate::error::TrainError;
+use crate::metrics::EpochRecord;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
+    TrainError::io(path, format!("cannot draw the plot: {e}"))
+}
+
+/// Renders with `draw` into a `w`×`h` RGB buffer and saves it as PNG at `path`.
+fn render(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<(), TrainError> {
+    register_font();
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        draw(root.clone()).map_err(|e| plot_err(path, e))?;
+        root.present().map_err(|e| plot_err(path, e))?;
+    }
+    let img = image::RgbImage::from_raw(w, h, buf).expect("buffer size");
+    let tmp = path.with_extension("tmp.png");
+    img.save(&tmp).map_err(|e| plot_err(path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        return (lo - 0.5, hi + 0.5);
+    }
+    let pad = (hi - lo) * 0.05;
+    (lo - pad, hi + pad)
+}
+
+/// `curves.png`: losses, accuracies and the head learning rate per epoch.
+pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    render(path, (1500, 450), |root| {
+        let panels = root.split_evenly((1, 3));
+        let x_max = records.len() as f64 + 0.5;
+        let e = |s: &dyn std::fmt::Display| s.to_string();
+        // Loss
+        let (lo, hi) = range(records.iter().flat_map(|r| [r.train_loss, r.valid_loss]));
+        let mut c = ChartBuilder::on(&panels[0])
+            .caption("loss", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.5..x_max, lo..hi)
+            .map_err(|x| e(&x))?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(|x| e(&x))?;
+        for (name, color, f) in [
+            ("train", BLUE, (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64),
+            ("valid", RED, |r: &EpochRecord| r.valid_loss),
+        ] {
+            c.draw_series(LineSeries::new(
+                records.iter().map(|r| (r.epoch as f64, f(r))),
+                color.stroke_width(2),
+            ))
+            .map_err(|x| e(&x))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        c.configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))?;
+        // Accuracy
+        let mut c = ChartBuilder::on(&panels[1])
+            .caption("accuracy", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.5..x_max, 0.0..1.0)
+            .map_err(|x| e(&x))?;
+        c.configure_mesh().x_desc("epoch").draw().map_err(|x| e(&x))?;
+        for (name, color, f) in [
+            ("train top-1", BLUE, (|r: &EpochRecord| r.train_top1) as fn(&EpochRecord) -> f64),
+            ("valid top-1", RED, |r: &EpochRecord| r.valid_top1),
+            ("valid top-5", GREEN, |r: &EpochRecord| r.valid_top5),
+        ] {
+            c.draw_series(LineSeries::new(
+                records.iter().map(|r| (r.epoch as f64, f(r))),
+                color.stroke_width(2),
+            ))
+            .map_err(|x| e(&x))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))?;
+        // Learning rate
+        let (lo, hi) = range(records.iter().map(|r| r.lr));
+        let mut c = ChartBuilder::on(&panels[2])
+            .caption("head learning rate (epoch end)", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(35)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.5..x_max, lo.max(0.0)..hi)
+            .map_err(|x| e(&x))?;
+        c.configure_mesh()
+            .x_desc("epoch")
+            .y_label_formatter(&|v| format!("{v:.1e}"))
+            .draw()
+            .map_err(|x| e(&x))?;
+        c.draw_series(LineSeries::new(
+            records.iter().map(|r| (r.epoch as f64, r.lr)),
+            BLACK.stroke_width(2),
+        ))
+        .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}
+
+/// `lr_find.png`: smoothed loss against the learning rate (log scale), with the suggestion.
+pub fn lr_find(path: &Path, lrs: &[f64], losses: &[f64], suggestion: f64) -> Result<(), TrainError> {
+    render(path, (800, 500), |root| {
+        let e = |s: &dyn std::fmt::Display| s.to_string();
+        let lo_lr = lrs.first().copied().unwrap_or(1e-7);
+        let hi_lr = lrs.last().copied().unwrap_or(10.0).max(lo_lr * 10.0);
+        let (lo, hi) = range(losses.iter().copied());
+        let mut c = ChartBuilder::on(&root)
+            .caption(
+                format!("learning-rate finder — suggested {suggestion:.2e}"),
+                ("sans-serif", 22),
+            )
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d((lo_lr..hi_lr).log_scale(), lo..hi)
+            .map_err(|x| e(&x))?;
+        c.configure_mesh()
+            .x_desc("learning rate")
+            .y_desc("smoothed loss")
+            .x_label_formatter(&|v| format!("{v:.0e}"))
+            .draw()
+            .map_err(|x| e(&x))?;
+        c.draw_series(LineSeries::new(
+            lrs.iter().copied().zip(losses.iter().copied()),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(|x| e(&x))?;
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(suggestion, lo), (suggestion, hi)],
+            RED.stroke_width(2),
+        )))
+        .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}
+
+/// `confusion.png`: row-normalised confusion matrix (true class down, predicted across).
+pub fn confusion(path: &Path, matrix: &[Vec<u64>], names: &[String]) -> Result<(), TrainError> {
+    let k = matrix.len().max(1);
+    let cell = (900 / k as u32).clamp(4, 60);
+    let label_room = if k <= 30 { 160 } else { 40 };
+    let side = cell * k as u32;
+    render(path, (side + label_room + 30, side + label_room + 50), |root| {
+        let e = |s: &dyn std::fmt::Display| s.to_string();
+        let mut c = ChartBuilder::on(&root)
+            .caption("confusion (row-normalised)", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(label_room)
+            .y_label_area_size(label_room)
+            .build_cartesian_2d(0..k, 0..k)
+            .map_err(|x| e(&x))?;
+        let show = k <= 30;
+        let name = move |i: &usize| {
+            if show {
+                names.get(*i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        c.configure_mesh()
+            .disable_mesh()
+            .x_labels(k)
+            .y_labels(k)
+            .x_label_formatter(&name)
+            .y_label_formatter(&|i| name(&(k - 1 - *i)))
+            .x_desc("predicted")
+            .y_desc("true")
+            .draw()
+            .map_err(|x| e(&x))?;
+        c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
+            let n: u64 = row.iter().sum::<u64>().max(1);
+            row.iter().enumerate().map(move |(p, &v)| {
+                let f = v as f64 / n as f64;
+                let shade = (255.0 * (1.0 - f)) as u8;
+                let y = k - 1 - t;
+                Rectangle::new([(p, y), (p + 1, y + 1)], RGBColor(shade, shade, 255).filled())
+            })
+        }))
+        .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}

@@ -1,0 +1,706 @@
+//! The fine-tune loop: frozen phase, unfreezing (all at once or gradually), discriminative
+//! learning rates, AdamW, per-step schedules, validation, checkpoints, resume, early
+//! stopping, Ctrl-C and NaN handling.
+
+use crate::checkpoint::{Checkpoint, TrainState};
+use crate::config::{FineTuneConfig, Precision, Unfreeze};
+use crate::data::{self, RunData};
+use crate::error::TrainError;
+use crate::metrics::{EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics};
+use crate::optim::{build_optimizer, clip_grad_norm, set_trainable};
+use crate::plot;
+use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
+use burn::module::Module;
+use burn::optim::lr_scheduler::LrSchedulerRecord;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use petal_core::device::{DeviceChoice, select_device};
+use petal_core::{Classifier, ClassifierConfig};
+use petal_data::augment::Pipeline;
+use petal_data::{EvalTransform, Loader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// File names inside a run directory.
+pub mod files {
+    /// The full configuration.
+    pub const CONFIG: &str = "config.json";
+    /// The class list (folders and names, label order).
+    pub const CLASSES: &str = "classes.json";
+    /// The last checkpoint.
+    pub const LAST: &str = "last.ckpt";
+    /// The checkpoint with the best validation top-1.
+    pub const BEST: &str = "best.ckpt";
+    /// Training curves.
+    pub const CURVES: &str = "curves.png";
+}
+
+/// How a run is driven (not part of the saved configuration).
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Run directory.
+    pub out: PathBuf,
+    /// Continue from `out/last.ckpt`.
+    pub resume: bool,
+    /// Set (e.g. by Ctrl-C) to stop after the current step, writing `last`.
+    pub stop: Arc<AtomicBool>,
+    /// Stop (as if interrupted) once this many steps are done — for tests of `--resume`.
+    pub stop_at_step: Option<u64>,
+    /// Print per-epoch lines and progress bars.
+    pub verbose: bool,
+}
+
+impl TrainOptions {
+    /// Options for a fresh run in `out`.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            resume: false,
+            stop: Arc::default(),
+            stop_at_step: None,
+            verbose: true,
+        }
+    }
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All epochs done.
+    Finished,
+    /// `patience` epochs without a better validation top-1.
+    EarlyStopped {
+        /// The last epoch run (1-based).
+        epoch: usize,
+    },
+    /// Interrupted (Ctrl-C or `stop_at_step`); `last` holds the state.
+    Interrupted {
+        /// Steps done.
+        step: u64,
+    },
+}
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// Per-epoch metrics (of the whole run, resumed parts included).
+    pub records: Vec<EpochRecord>,
+    /// Best validation top-1 and its epoch.
+    pub best: Option<(f64, usize)>,
+    /// Why it ended.
+    pub stop: StopReason,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Images skipped as unreadable (path, reason): at the scan and at batch time.
+    pub skipped: Vec<(String, String)>,
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    // splitmix64 of a combination: distinct, well-spread device seeds per step.
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The cross-entropy of a batch with label smoothing `eps` (PyTorch's semantics), mean
+/// over the batch.
+///
+/// # Shapes
+/// - `logits`: `[N, K]`, `labels`: `[N]` → `[1]`
+pub fn cross_entropy_loss(logits: Tensor<2>, labels: Tensor<1, Int>, eps: f64) -> Tensor<1> {
+    let [n, k] = logits.dims();
+    let logp = log_softmax(logits, 1);
+    let nll = logp
+        .clone()
+        .gather(1, labels.reshape([n, 1]))
+        .neg()
+        .mean();
+    if eps == 0.0 {
+        return nll;
+    }
+    let uniform = logp.sum().neg().div_scalar((n * k) as f64);
+    nll.mul_scalar(1.0 - eps) + uniform.mul_scalar(eps)
+}
+
+/// Layer groups trainable in epoch `epoch` (0-based) of `groups` groups.
+pub fn trainable_groups(config: &FineTuneConfig, epoch: usize, groups: usize) -> usize {
+    if epoch < config.freeze_epochs {
+        return 1;
+    }
+    match config.unfreeze {
+        Unfreeze::All => groups,
+        Unfreeze::Gradual => (2 + epoch - config.freeze_epochs).min(groups),
+    }
+}
+
+/// The learning-rate curve of the head in the phase holding `epoch`, for `bpe` batches per
+/// epoch.
+pub fn head_curve(config: &FineTuneConfig, epoch: usize, bpe: usize) -> PhaseCurve {
+    let epochs = if epoch < config.freeze_epochs {
+        config.freeze_epochs
+    } else {
+        config.epochs
+    };
+    PhaseCurve::new(
+        config.schedule,
+        config.lr,
+        config.min_lr,
+        (epochs * bpe).max(1),
+        config.warmup,
+    )
+}
+
+/// Selects the run's device (not autodiff).
+pub fn device_of(config: &FineTuneConfig) -> Result<(Device, String), TrainError> {
+    let choice: DeviceChoice = config.device.parse()?;
+    let sel = select_device(choice)?;
+    if let Some(n) = &sel.notice {
+        log::warn!("{n}");
+    }
+    Ok((sel.device.clone(), sel.description.clone()))
+}
+
+/// Validation / evaluation pass: per-sample logits through the eval transform.
+/// `tta` also averages the logits of the mirrored images.
+pub fn predict_loader(
+    model: &Classifier,
+    loader: &Loader,
+    transform: &EvalTransform,
+    tta: bool,
+    device: &Device,
+    mut each: impl FnMut(&[f32], usize, usize),
+) {
+    let model = model.valid();
+    for batch in loader.epoch(0) {
+        let k = model.num_classes();
+        let mut logits = model.forward(data::eval_batch(transform, &batch, false, device));
+        if tta {
+            let flipped = model.forward(data::eval_batch(transform, &batch, true, device));
+            logits = (logits + flipped).div_scalar(2.0);
+        }
+        let v: Vec<f32> = logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 logits");
+        for i in 0..batch.len() {
+            each(&v[i * k..(i + 1) * k], batch.labels[i], batch.indices[i]);
+        }
+    }
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    fn new(verbose: bool, len: usize, prefix: String) -> Self {
+        let bar = verbose.then(|| {
+            let b = ProgressBar::new(len as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+                )
+                .expect("template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(prefix);
+            b
+        });
+        Self { bar }
+    }
+    fn tick(&self, pos: usize, msg: String) {
+        if let Some(b) = &self.bar {
+            b.set_position(pos as u64);
+            b.set_message(msg);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// The optimizer, the scheduler and the trainable set of the current epoch.
+struct Stepper {
+    optim: ModuleOptimizer,
+    scheduler: ModuleLrScheduler,
+    trainable: usize,
+    phase_frozen: bool,
+    curve: PhaseCurve,
+    factors: Vec<f64>,
+}
+
+/// Runs a fine-tune as `config` says, writing everything into `opts.out`.
+pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcome, TrainError> {
+    config.validate()?;
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+    let say = |s: String| {
+        if opts.verbose {
+            println!("{s}");
+        }
+    };
+
+    let (device, device_name) = device_of(config)?;
+    if config.precision == Precision::F16 {
+        return Err(TrainError::Config {
+            what: "`precision`".into(),
+            reason: "f16 training is not implemented yet (the f16 kernels exist; mixed-precision \
+                     master weights do not): use --precision f32"
+                .into(),
+        });
+    }
+    let train_device = device.clone().autodiff();
+
+    let data = data::open(config, None)?;
+    for w in &data.warnings {
+        log::warn!("skipped {}: {}", w.path.display(), w.reason);
+    }
+    let RunData {
+        classes,
+        train: train_src,
+        valid: valid_src,
+        description,
+        warnings,
+        ..
+    } = data;
+    if train_src.is_empty() || valid_src.is_empty() {
+        return Err(TrainError::Config {
+            what: "data".into(),
+            reason: format!("{description}: training and validation need at least one image each"),
+        });
+    }
+    let num_classes = classes.names.len();
+    write_atomic(
+        &out.join(files::CLASSES),
+        serde_json::to_string_pretty(&classes)
+            .expect("classes serialise")
+            .as_bytes(),
+    )?;
+    write_atomic(
+        &out.join(files::CONFIG),
+        serde_json::to_string_pretty(config)
+            .expect("config serialises")
+            .as_bytes(),
+    )?;
+
+    let model_config = ClassifierConfig::new(
+        config.backbone_config()?,
+        config.head_config(),
+        num_classes,
+    );
+    let ckpt_path = out.join(files::LAST);
+    let resume = if opts.resume {
+        let c = Checkpoint::read(&ckpt_path)?;
+        if c.header.model != model_config {
+            return Err(TrainError::checkpoint(
+                &ckpt_path,
+                "its model differs from the run's config.json (architecture, head or classes)",
+            ));
+        }
+        Some(c)
+    } else {
+        None
+    };
+
+    let mut model = match &resume {
+        Some(c) => c.load_model(&ckpt_path, &train_device)?,
+        None => {
+            train_device.seed(config.seed);
+            match &config.weights {
+                Some(w) => {
+                    let (m, report) = petal_core::weights::load_pretrained_backbone(
+                        w,
+                        &model_config,
+                        &train_device,
+                    )?;
+                    say(format!(
+                        "weights: {} tensors from {} (head fresh)",
+                        report.applied,
+                        w.display()
+                    ));
+                    m
+                }
+                None => model_config.init(&train_device),
+            }
+        }
+    };
+
+    let mut state = resume
+        .as_ref()
+        .map(|c| c.header.state.clone())
+        .unwrap_or(TrainState {
+            seed: config.seed,
+            ..TrainState::default()
+        });
+    let mut records = if opts.resume {
+        read_metrics(out)?
+            .into_iter()
+            .filter(|r| r.epoch <= state.epoch)
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let train_loader = data::loader(config, train_src, true);
+    let valid_loader = data::loader(config, valid_src, false);
+    let bpe = train_loader.batches_per_epoch();
+    let pipeline = Pipeline::train(config.augment_config(), config.seed);
+    let eval_t = data::eval_transform(config);
+    let total_epochs = config.freeze_epochs + config.epochs;
+    let groups_n = model.layer_groups().len();
+
+    say(format!("device: {device_name}"));
+    say(format!("data: {description}"));
+    say(format!(
+        "model: {} + concat-pool head {:?} → {num_classes} classes, {} parameters",
+        model_config.backbone.name(),
+        config.hidden,
+        model.num_parameters()
+    ));
+    say(format!(
+        "recipe: {} frozen + {} unfrozen ({:?}) epochs × {bpe} steps of {}, AdamW lr {:.1e} (groups down to /{}), wd {}, {:?} schedule",
+        config.freeze_epochs, config.epochs, config.unfreeze, config.batch_size, config.lr, config.lr_mult, config.wd, config.schedule
+    ));
+    if opts.resume {
+        say(format!(
+            "resuming {} at epoch {}, batch {} (step {})",
+            out.display(),
+            state.epoch + 1,
+            state.batch_in_epoch,
+            state.global_step
+        ));
+    }
+
+    let mut stepper: Option<Stepper> = None;
+    let mut first = true;
+    let mut stop = StopReason::Finished;
+    let lr_of = |lrs: &ModuleLearningRate, model: &Classifier| -> Vec<f64> {
+        let ids = float_param_ids(model);
+        model
+            .layer_groups()
+            .iter()
+            .map(|g| {
+                ids.iter()
+                    .find(|id| g.params.matches(id, None))
+                    .map(|id| lrs.lr_from_param(*id, None))
+                    .unwrap_or(0.0)
+            })
+            .collect()
+    };
+
+    for epoch in state.epoch..total_epochs {
+        let t0 = Instant::now();
+        let frozen = epoch < config.freeze_epochs;
+        let trainable = trainable_groups(config, epoch, groups_n);
+        // (Re)build the optimizer when the trainable set or the phase changes: its state
+        // belongs to the parameters it was training.
+        let phase_changed = stepper.as_ref().is_none_or(|s| s.phase_frozen != frozen);
+        let set_changed = stepper.as_ref().is_none_or(|s| s.trainable != trainable);
+        if phase_changed || set_changed {
+            let groups = model.layer_groups();
+            model = set_trainable(model, &groups, trainable, config.train_bn);
+            let groups = model.layer_groups();
+            let mut optim = build_optimizer(config, &model);
+            let (mut scheduler, curve, factors) = match (phase_changed, stepper.take()) {
+                (false, Some(s)) => (s.scheduler, s.curve, s.factors),
+                _ => {
+                    let curve = head_curve(config, epoch, bpe);
+                    let factors: Vec<f64> = (0..groups.len())
+                        .map(|g| group_factor(g, groups.len(), config.lr_mult))
+                        .collect();
+                    let ids: Vec<_> = groups.iter().map(|g| g.params.clone()).collect();
+                    let s = phase_scheduler(&curve, &ids, &factors).map_err(|reason| {
+                        TrainError::Config {
+                            what: "schedule".into(),
+                            reason,
+                        }
+                    })?;
+                    (s, curve, factors)
+                }
+            };
+            // The checkpoint's scheduler and optimizer continue only within the phase (and
+            // trainable set) they were saved in, as an uninterrupted run would.
+            let saved_epoch = if state.batch_in_epoch > 0 {
+                state.epoch
+            } else {
+                state.epoch.saturating_sub(1)
+            };
+            let same_phase = (saved_epoch < config.freeze_epochs) == frozen;
+            if first
+                && same_phase
+                && let Some(c) = &resume
+            {
+                if let Some(b) = c.section("scheduler") {
+                    let rec = LrSchedulerRecord::from_bytes(Bytes::from_bytes_vec(b.to_vec()))
+                        .map_err(|e| TrainError::checkpoint(&ckpt_path, e.to_string()))?;
+                    scheduler = scheduler.load_record(rec);
+                }
+                if state.trainable_groups == trainable
+                    && let Some(b) = c.section("optimizer")
+                {
+                    optim = optim
+                        .from_bytes(Bytes::from_bytes_vec(b.to_vec()))
+                        .map_err(|e| TrainError::checkpoint(&ckpt_path, e.to_string()))?;
+                }
+            }
+            if phase_changed && !first {
+                state.phase_step = 0;
+            }
+            stepper = Some(Stepper {
+                optim,
+                scheduler,
+                trainable,
+                phase_frozen: frozen,
+                curve,
+                factors,
+            });
+        }
+        first = false;
+        let st = stepper.as_mut().expect("built above");
+        let phase = if frozen {
+            "frozen".to_string()
+        } else if trainable >= groups_n {
+            "unfrozen".to_string()
+        } else {
+            format!("unfrozen:{}", trainable - 1)
+        };
+
+        let skip = state.batch_in_epoch;
+        let (mut loss_sum, mut correct, mut seen) = if skip > 0 {
+            state.partial
+        } else {
+            (0.0, 0, 0)
+        };
+        let bar = Progress::new(
+            opts.verbose,
+            bpe,
+            format!("epoch {}/{total_epochs} {phase}", epoch + 1),
+        );
+        let t_train = Instant::now();
+        let mut imgs_this_run = 0u64;
+        let mut last_lrs = Vec::new();
+        let mut interrupted = false;
+        for (b, batch) in train_loader.epoch_from(epoch as u64, skip).into_iter().enumerate() {
+            let b = b + skip;
+            train_device.seed(mix(config.seed, state.global_step));
+            let n = batch.len();
+            let x = pipeline.apply(&batch, epoch as u64, &train_device);
+            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
+            let logits = model.forward(x);
+            let loss = cross_entropy_loss(logits.clone(), y, config.label_smoothing);
+            let loss_v: f32 = loss.clone().into_scalar();
+            let lrs = st.scheduler.step();
+            if !loss_v.is_finite() {
+                bar.finish();
+                return Err(TrainError::NonFinite {
+                    loss: loss_v,
+                    step: state.global_step,
+                    epoch: epoch + 1,
+                    lr: lrs.base(),
+                });
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if let Some(max) = config.grad_clip {
+                clip_grad_norm(&model, &mut grads, max);
+            }
+            last_lrs = lr_of(&lrs, &model);
+            model = st.optim.step(lrs, model, grads);
+            let lv: Vec<f32> = logits
+                .inner()
+                .into_data()
+                .try_to_vec::<f32>()
+                .expect("f32 logits");
+            for i in 0..n {
+                let row = &lv[i * num_classes..(i + 1) * num_classes];
+                correct += (crate::metrics::argmax(row) == batch.labels[i]) as u64;
+            }
+            loss_sum += loss_v as f64 * n as f64;
+            seen += n as u64;
+            imgs_this_run += n as u64;
+            state.global_step += 1;
+            state.phase_step += 1;
+            state.batch_in_epoch = b + 1;
+            let ips = imgs_this_run as f64 / t_train.elapsed().as_secs_f64();
+            bar.tick(
+                b + 1,
+                format!(
+                    "loss {:.4} acc {:.1}% {:.0} img/s",
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    ips
+                ),
+            );
+            let stop_now = opts.stop.load(Ordering::SeqCst)
+                || opts.stop_at_step.is_some_and(|s| state.global_step >= s);
+            if stop_now && state.batch_in_epoch < bpe {
+                state.partial = (loss_sum, correct, seen);
+                interrupted = true;
+                break;
+            }
+        }
+        bar.finish();
+        if interrupted {
+            state.trainable_groups = st.trainable;
+            save(&ckpt_path, &model_config, &model, &state, st)?;
+            say(format!(
+                "interrupted at step {}: wrote {}; continue with --resume {}",
+                state.global_step,
+                ckpt_path.display(),
+                out.display()
+            ));
+            stop = StopReason::Interrupted {
+                step: state.global_step,
+            };
+            break;
+        }
+        let train_time = t_train.elapsed().as_secs_f64();
+
+        // Validation.
+        let mut tally = Tally::new(num_classes);
+        let eval_device = device.clone();
+        predict_loader(&model, &valid_loader, &eval_t, false, &eval_device, |l, y, _| {
+            tally.add(l, y, cross_entropy(l, y, config.label_smoothing));
+        });
+        state.epoch = epoch + 1;
+        state.batch_in_epoch = 0;
+        state.partial = (0.0, 0, 0);
+        state.trainable_groups = st.trainable;
+        let top1 = tally.top1();
+        let improved = state.best_top1.is_none_or(|(b, _)| top1 > b);
+        if improved {
+            state.best_top1 = Some((top1, epoch + 1));
+        }
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            phase,
+            step: state.global_step,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_top1: correct as f64 / seen.max(1) as f64,
+            valid_loss: tally.loss(),
+            valid_top1: top1,
+            valid_top5: tally.top5(),
+            lr: last_lrs.last().copied().unwrap_or(0.0),
+            lrs: last_lrs.clone(),
+            time_s: t0.elapsed().as_secs_f64(),
+            images_per_s: imgs_this_run as f64 / train_time.max(1e-9),
+        };
+        say(format!(
+            "epoch {:>2}/{total_epochs} {:<10} train_loss {:.4} valid_loss {:.4} top1 {:.2}% top5 {:.2}% lr {:.2e} time {:.1}s ({:.0} img/s){}",
+            record.epoch,
+            record.phase,
+            record.train_loss,
+            record.valid_loss,
+            100.0 * record.valid_top1,
+            100.0 * record.valid_top5,
+            record.lr,
+            record.time_s,
+            record.images_per_s,
+            if improved { " *" } else { "" }
+        ));
+        records.push(record);
+        save(&ckpt_path, &model_config, &model, &state, st)?;
+        if improved {
+            std::fs::copy(&ckpt_path, out.join(".best.tmp"))
+                .and_then(|_| std::fs::rename(out.join(".best.tmp"), out.join(files::BEST)))
+                .map_err(|e| TrainError::io(&out.join(files::BEST), e))?;
+        }
+        write_metrics(out, &records)?;
+        if let Err(e) = plot::curves(&out.join(files::CURVES), &records) {
+            log::warn!("{e}");
+        }
+        if let (Some(p), Some((_, best_epoch))) = (config.patience, state.best_top1)
+            && epoch + 1 - best_epoch >= p
+            && epoch + 1 < total_epochs
+        {
+            say(format!(
+                "early stop: no better valid top-1 for {p} epochs (best {:.2}% at epoch {best_epoch})",
+                100.0 * state.best_top1.map(|b| b.0).unwrap_or(0.0)
+            ));
+            stop = StopReason::EarlyStopped { epoch: epoch + 1 };
+            break;
+        }
+        if opts.stop.load(Ordering::SeqCst) {
+            stop = StopReason::Interrupted {
+                step: state.global_step,
+            };
+            break;
+        }
+    }
+    let mut skipped: Vec<(String, String)> = warnings
+        .iter()
+        .map(|w| (w.path.display().to_string(), w.reason.clone()))
+        .collect();
+    for w in train_loader.warnings().into_iter().chain(valid_loader.warnings()) {
+        skipped.push((w.name, w.reason));
+    }
+    if !skipped.is_empty() {
+        say(format!(
+            "{} unreadable image(s) skipped (see the warnings above)",
+            skipped.len()
+        ));
+    }
+    if let Some((b, e)) = state.best_top1 {
+        say(format!(
+            "best valid top-1 {:.2}% at epoch {e}: {}",
+            100.0 * b,
+            out.join(files::BEST).display()
+        ));
+    }
+    Ok(TrainOutcome {
+        records,
+        best: state.best_top1,
+        stop,
+        run_dir: out.clone(),
+        skipped,
+    })
+}
+
+/// Ids of every float parameter of `model`, in module order.
+pub fn float_param_ids<M: Module>(model: &M) -> Vec<burn::module::ParamId> {
+    struct Ids(Vec<burn::module::ParamId>);
+    impl burn::module::ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
+fn save(
+    path: &Path,
+    config: &ClassifierConfig,
+    model: &Classifier,
+    state: &TrainState,
+    st: &Stepper,
+) -> Result<(), TrainError> {
+    let optim = st
+        .optim
+        .into_bytes()
+        .map_err(|e| TrainError::io(path, format!("cannot serialise the optimizer: {e}")))?;
+    let sched = st
+        .scheduler
+        .to_record()
+        .into_bytes()
+        .map_err(|e| TrainError::io(path, format!("cannot serialise the scheduler: {e}")))?;
+    Checkpoint::new(
+        config,
+        model,
+        state.clone(),
+        vec![
+            ("optimizer".into(), optim.to_vec()),
+            ("scheduler".into(), sched.to_vec()),
+        ],
+    )?
+    .write(path)
+}

@@ -1,0 +1,347 @@
+//! The fine-tune recipe end to end on Flex (a tiny DenseNet on a generated folder), the
+//! schedule against its closed form, checkpoints, and one wgpu smoke run.
+
+use crate::common::wgpu;
+use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
+use burn::tensor::Tensor;
+use petal::data::SyntheticFlowers;
+use petal::trainer::checkpoint::Checkpoint;
+use petal::trainer::config::Schedule;
+use petal::trainer::metrics::read_metrics;
+use petal::trainer::schedule::{PhaseCurve, group_factor, phase_scheduler};
+use petal::trainer::{EvalOptions, FineTuneConfig, Split, StopReason, TrainOptions};
+use petal_core::densenet::DenseNetConfig;
+use petal_core::{BackboneConfig, Classifier};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("petal-trainer-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An ImageFolder of synthetic flowers (3 classes), with two bad files in `train/`: a
+/// zero-byte `.jpg` (refused by the scan) and a truncated JPEG (refused at batch time).
+fn flower_folder(root: &Path, per_class_train: usize, per_class_valid: usize) {
+    let f = SyntheticFlowers::new(3, 40, 7);
+    let mut i = 0u64;
+    for (split, n) in [("train", per_class_train), ("valid", per_class_valid)] {
+        let mut count = [0usize; 3];
+        while count.iter().any(|&c| c < n) {
+            let (img, label) = f.sample(i);
+            i += 1;
+            if count[label] >= n {
+                continue;
+            }
+            count[label] += 1;
+            let dir = root.join(split).join(format!("{}", label + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            img.save(dir.join(format!("img{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(root.join("train/1/empty.jpg"), b"").unwrap();
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(40, 40, image::Rgb([200, 10, 10]))
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    jpeg.truncate(jpeg.len() / 2);
+    std::fs::write(root.join("train/2/truncated.jpg"), jpeg).unwrap();
+}
+
+fn tiny_config(data: &Path) -> FineTuneConfig {
+    FineTuneConfig {
+        data: Some(data.to_path_buf()),
+        backbone: Some(BackboneConfig::DenseNet(DenseNetConfig {
+            growth_rate: 4,
+            block_config: vec![2, 2],
+            num_init_features: 8,
+            bn_size: 2,
+            drop_rate: 0.0,
+        })),
+        hidden: vec![16],
+        freeze_epochs: 1,
+        epochs: 2,
+        batch_size: 8,
+        lr: 1e-2,
+        lr_mult: 10.0,
+        warmup: 0.25,
+        image_size: 32,
+        device: "cpu".into(),
+        seed: 3,
+        ..FineTuneConfig::default()
+    }
+}
+
+/// Named float tensors of a model (module path → values).
+fn weights(model: &Classifier) -> BTreeMap<String, Vec<f32>> {
+    #[derive(Default)]
+    struct W {
+        path: Vec<String>,
+        out: BTreeMap<String, Vec<f32>>,
+    }
+    impl ModuleVisitor for W {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let v = p.val().into_data().try_to_vec::<f32>().unwrap();
+            self.out.insert(self.path.join("."), v);
+        }
+    }
+    let mut w = W::default();
+    model.visit(&mut w);
+    w.out
+}
+
+fn load(path: &Path) -> Classifier {
+    let c = Checkpoint::read(path).unwrap();
+    c.load_model(path, &burn::tensor::Device::flex()).unwrap()
+}
+
+#[test]
+fn fine_tune_recipe_on_a_folder() {
+    let root = tmpdir("recipe");
+    let data = root.join("data");
+    flower_folder(&data, 8, 4);
+    let run = root.join("run");
+    let config = tiny_config(&data);
+
+    // Phase 1 in two pieces: stop after one step, then resume to the end of phase 1.
+    let mut opts = TrainOptions::new(&run);
+    opts.verbose = false;
+    opts.stop_at_step = Some(1);
+    let out = petal::trainer::train(&config, &opts).unwrap();
+    assert_eq!(out.stop, StopReason::Interrupted { step: 1 });
+    let after_one = weights(&load(&run.join("last.ckpt")));
+
+    let phase1 = FineTuneConfig {
+        epochs: 0,
+        ..config.clone()
+    };
+    opts.stop_at_step = None;
+    opts.resume = true;
+    let out = petal::trainer::train(&phase1, &opts).unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    // The two bad files were skipped with their reasons, and the run went on.
+    let skipped: Vec<&str> = out.skipped.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        skipped.iter().any(|p| p.ends_with("empty.jpg"))
+            && skipped.iter().any(|p| p.ends_with("truncated.jpg")),
+        "{:?}",
+        out.skipped
+    );
+    let after_phase1 = weights(&load(&run.join("last.ckpt")));
+    // Frozen: every backbone conv weight is bit-identical between step 1 and the end of
+    // phase 1; the head and (train_bn) the backbone's BatchNorm γ changed.
+    let mut frozen = 0;
+    for (name, v) in &after_one {
+        if name.starts_with("backbone.") && name.contains("conv") {
+            assert_eq!(v, &after_phase1[name], "{name} changed while frozen");
+            frozen += 1;
+        }
+    }
+    assert!(frozen >= 5, "{frozen} conv tensors checked");
+    assert_ne!(after_one["head.ConcatPool.blocks.0.fc.weight"], after_phase1["head.ConcatPool.blocks.0.fc.weight"]);
+    assert_ne!(after_one["backbone.DenseNet.norm5.gamma"], after_phase1["backbone.DenseNet.norm5.gamma"]);
+
+    // Phase 2: everything unfreezes and changes.
+    let out = petal::trainer::train(&config, &opts).unwrap();
+    assert_eq!(out.stop, StopReason::Finished);
+    let after_phase2 = weights(&load(&run.join("last.ckpt")));
+    for name in ["backbone.DenseNet.conv0.weight", "backbone.DenseNet.blocks.0.layers.0.conv1.weight"] {
+        assert_ne!(after_phase1[name], after_phase2[name], "{name} did not train");
+    }
+
+    // Loss decreases; the log has all epochs, the files exist.
+    let records = read_metrics(&run).unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(
+        records[2].train_loss < records[0].train_loss,
+        "train loss {} -> {}",
+        records[0].train_loss,
+        records[2].train_loss
+    );
+    for f in [
+        "config.json",
+        "classes.json",
+        "metrics.csv",
+        "curves.png",
+        "best.ckpt",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let classes = std::fs::read_to_string(run.join("classes.json")).unwrap();
+    assert!(classes.contains("\"1\"") && classes.contains("\"3\""), "{classes}");
+
+    // Learning rates at each epoch's last step are the closed form: 3 groups, factors
+    // 1/10, 1/sqrt(10), 1 (steps per epoch read from the log).
+    let bpe = records[0].step as usize;
+    let closed = |peak: f64, total: usize, t: usize| -> f64 {
+        let w = ((0.25 * total as f64).round() as usize).min(total - 1);
+        let start = peak / 25.0;
+        if t < w {
+            start + (peak - start) / w as f64 * t as f64
+        } else {
+            let x = (t - w) as f64 / (total - w) as f64;
+            0.5 * peak * (1.0 + (std::f64::consts::PI * x).cos())
+        }
+    };
+    for (r, (total, t)) in records
+        .iter()
+        .zip([(bpe, bpe - 1), (2 * bpe, bpe - 1), (2 * bpe, 2 * bpe - 1)])
+    {
+        for (g, lr) in r.lrs.iter().enumerate() {
+            let want = closed(1e-2 * group_factor(g, 3, 10.0), total, t);
+            assert!(
+                (lr - want).abs() <= 1e-12 * want.max(1e-12) + 1e-15,
+                "epoch {} group {g}: {lr} vs {want}",
+                r.epoch
+            );
+        }
+    }
+
+    // The best checkpoint reloads to the metrics recorded for its epoch.
+    let best = records
+        .iter()
+        .max_by(|a, b| a.valid_top1.total_cmp(&b.valid_top1).then(b.epoch.cmp(&a.epoch)))
+        .unwrap();
+    let report = petal::trainer::evaluate(&EvalOptions {
+        run: run.clone(),
+        data: None,
+        split: Split::Valid,
+        checkpoint: "best.ckpt".into(),
+        worst: 3,
+        tta: false,
+        device: None,
+        batch_size: None,
+    })
+    .unwrap();
+    assert_eq!(report.images, 12);
+    assert_eq!(report.top1, best.valid_top1);
+    assert!((report.loss - best.valid_loss).abs() < 1e-9, "{} vs {}", report.loss, best.valid_loss);
+    assert_eq!(report.worst.len(), 3);
+    assert!(run.join("confusion.csv").is_file() && run.join("confusion.png").is_file());
+}
+
+#[test]
+fn scheduler_groups_follow_the_closed_form() {
+    // Burn's schedulers (linear warmup → cosine, per group) against PhaseCurve::lr_at and a
+    // hand-written formula.
+    let device = burn::tensor::Device::flex();
+    let model = petal_core::ClassifierConfig::new(
+        BackboneConfig::DenseNet(DenseNetConfig {
+            growth_rate: 4,
+            block_config: vec![1, 1],
+            num_init_features: 4,
+            bn_size: 1,
+            drop_rate: 0.0,
+        }),
+        petal_core::HeadConfig::seed(),
+        3,
+    )
+    .init(&device);
+    let groups: Vec<ParamGroup> = model.layer_groups().into_iter().map(|g| g.params).collect();
+    struct First(Vec<burn::module::ParamId>);
+    impl ModuleVisitor for First {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = First(Vec::new());
+    model.visit(&mut ids);
+    let probe: Vec<_> = groups
+        .iter()
+        .map(|g| *ids.0.iter().find(|id| g.matches(id, None)).unwrap())
+        .collect();
+    for schedule in [Schedule::Cosine, Schedule::OneCycle] {
+        let head = PhaseCurve::new(schedule, 4e-3, 1e-5, 40, 0.1);
+        let factors: Vec<f64> = (0..3).map(|g| group_factor(g, 3, 100.0)).collect();
+        let mut s = phase_scheduler(&head, &groups, &factors).unwrap();
+        for t in 0..40 {
+            let lrs = s.step();
+            for g in 0..3 {
+                let got = lrs.lr_from_param(probe[g], None);
+                let want = head.scaled(factors[g]).lr_at(t);
+                assert!((got - want).abs() <= 1e-12 * want, "{schedule:?} t={t} g={g}: {got} vs {want}");
+            }
+        }
+    }
+    // Hand-computed: warmup 4 steps from 4e-3/25; step 2 = 1.6e-4 + (4e-3 - 1.6e-4)/4·2.
+    let c = PhaseCurve::new(Schedule::Cosine, 4e-3, 1e-5, 40, 0.1);
+    assert!((c.lr_at(2) - 2.08e-3).abs() < 1e-15);
+    assert!((c.lr_at(4) - 4e-3).abs() < 1e-15);
+    // Half way through the cosine (t = 4 + 18): (4e-3 + 1e-5) / 2.
+    assert!((c.lr_at(22) - 2.005e-3).abs() < 1e-15);
+}
+
+#[test]
+fn checkpoint_is_atomic_and_rejects_damage() {
+    let root = tmpdir("ckpt");
+    let device = burn::tensor::Device::flex();
+    let config = petal_core::ClassifierConfig::new(
+        BackboneConfig::DenseNet(DenseNetConfig {
+            growth_rate: 4,
+            block_config: vec![1],
+            num_init_features: 4,
+            bn_size: 1,
+            drop_rate: 0.0,
+        }),
+        petal_core::HeadConfig::seed(),
+        2,
+    );
+    let model = config.init(&device);
+    let path = root.join("last.ckpt");
+    let ckpt = Checkpoint::new(&config, &model, Default::default(), vec![("x".into(), vec![1, 2, 3])]).unwrap();
+    ckpt.write(&path).unwrap();
+    // No temporary file is left next to it.
+    let names: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("last.ckpt")]);
+    let back = Checkpoint::read(&path).unwrap();
+    assert_eq!(back.section("x"), Some(&[1u8, 2, 3][..]));
+    assert_eq!(weights(&back.load_model(&path, &device).unwrap()), weights(&model));
+    // Truncation anywhere is refused with the file named.
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in [4, 20, bytes.len() - 1] {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let err = Checkpoint::read(&path).err().expect("a damaged checkpoint is refused").to_string();
+        assert!(err.contains("last.ckpt"), "{err}");
+    }
+    // A checkpoint of another architecture is refused with the mismatched keys listed.
+    let other = petal_core::ClassifierConfig::new(config.backbone.clone(), petal_core::HeadConfig::seed(), 5)
+        .init(&device);
+    Checkpoint::new(&config, &other, Default::default(), vec![])
+        .unwrap()
+        .write(&path)
+        .unwrap();
+    let err = Checkpoint::read(&path).unwrap().load_model(&path, &device).err().unwrap().to_string();
+    assert!(err.contains("fc"), "{err}");
+}
+
+#[test]
+fn fine_tune_smoke_wgpu() {
+    // Two steps per phase on the wgpu adapter (lavapipe in CI): fused augmentation and
+    // the fused concat-pool inside autodiff, AdamW, checkpoint, validation.
+    drop(wgpu()); // fails (never skips) without an adapter
+    let root = tmpdir("wgpu");
+    let data = root.join("data");
+    flower_folder(&data, 3, 2);
+    let config = FineTuneConfig {
+        device: "wgpu".into(),
+        batch_size: 4,
+        epochs: 1,
+        ..tiny_config(&data)
+    };
+    let mut opts = TrainOptions::new(root.join("run"));
+    opts.verbose = false;
+    let out = petal::trainer::train(&config, &opts).unwrap();
+    assert_eq!(out.records.len(), 2);
+    for r in &out.records {
+        assert!(r.train_loss.is_finite() && r.valid_loss.is_finite(), "{r:?}");
+    }
+    assert!(root.join("run/best.ckpt").is_file());
+}
