@@ -1,5 +1,6 @@
 //! `petal`: fine-tune and run image classifiers on any GPU (or the CPU).
 
+mod augment_preview;
 mod bench;
 mod predict;
 mod train;
@@ -31,6 +32,8 @@ enum Command {
     /// Benchmarks (ratios measured in one run on one device).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// A PNG grid of original vs augmented samples, with the drawn parameters printed.
+    AugmentPreview(augment_preview::AugmentPreviewArgs),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Command::Eval(args) => train::run_eval(args),
         Command::LrFind(args) => train::run_lr_find(args),
         Command::Bench(cmd) => bench::run(cmd),
+        Command::AugmentPreview(args) => augment_preview::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

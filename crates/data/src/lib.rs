@@ -9,8 +9,11 @@
 //! - [`oxford`]: Oxford 102 Flowers in its native layout with the official splits.
 //! - [`synthetic`]: seeded procedural flowers, the built-in data set of a fresh machine.
 //! - [`loader`]: packed uint8 batches, decoded in parallel ahead of the training step.
+//! - [`augment`]: the training augmentation / eval preprocessing of packed batches as one
+//!   fused GPU pass (seeded per-sample parameters; CPU reference off wgpu).
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod decode;
 pub mod error;
 pub mod folder;
@@ -19,6 +22,7 @@ pub mod oxford;
 pub mod synthetic;
 pub mod transform;
 
+pub use augment::{AugmentConfig, Padding, Pipeline};
 pub use decode::{Alpha, DEFAULT_MAX_PIXELS, decode_rgb8, decode_rgb8_with};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning};

@@ -8,6 +8,8 @@
 //! | op | public function | reference | WGSL |
 //! |---|---|---|---|
 //! | concat-pool (avg ‖ max over H×W) | [`concat_pool::concat_pool`] | [`concat_pool::concat_pool_reference`] | `concat_pool_{common,forward,backward}.wgsl` |
+//! | fused augmentation (uint8 images → normalised NCHW: crop, rotation, flip, colour jitter, normalise) | [`augment::augment_batch`] | [`augment::augment_reference`] (CPU, rayon; not stock ops) and [`augment::augment_stock`] (stock ops, the bench baseline) | `augment.wgsl` |
 #![warn(missing_docs)]
 
+pub mod augment;
 pub mod concat_pool;

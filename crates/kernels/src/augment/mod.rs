@@ -1,0 +1,362 @@
+//! Fused image augmentation: one compute pass from a batch of packed RGB8 images of
+//! different sizes to a normalised `[N, 3, S, S]` tensor.
+//!
+//! Per output pixel and sample the kernel (`kernels/augment.wgsl`) does:
+//!
+//! 1. **Geometry**: the output pixel centre `(X, Y) = (x + 0.5, y + 0.5)` is mapped to the
+//!    source by one affine map ([`AugmentParams::affine`]) that composes random-resized-crop,
+//!    rotation about the crop centre and horizontal flip (or, for evaluation, resize +
+//!    center crop).
+//! 2. **Sampling**: bilinear on the source pixels (pixel centres at `+0.5`, edge taps clamped
+//!    inside the image). Points outside the image take the fill colour
+//!    ([`Padding::Fill`]) or are mirrored back into it ([`Padding::Reflect`], symmetric
+//!    reflection about the image border, period `2W`).
+//! 3. **Antialiasing**: when the map shrinks the source (a Jacobian column longer than one
+//!    source pixel per output pixel), the output pixel is supersampled on a `kx × ky` grid of
+//!    bilinear taps spread evenly over its footprint (a box prefilter of the footprint's size),
+//!    `k = ceil(length)` capped at [`MAX_TAPS`]. [`AugmentParams::new`] derives `taps` from
+//!    the map; a 1:1 map has one tap, so identity maps reproduce the source exactly.
+//! 4. **Colour jitter** in the fixed order brightness → contrast → saturation → hue (torchvision
+//!    draws a random order per call; petal documents this fixed one), each on `[0, 1]` values
+//!    and clamped to `[0, 1]` as torchvision's float path does:
+//!    - brightness `b`: `clamp(b·v)`;
+//!    - contrast `c`: `clamp(c·v + (1 − c)·m)` where `m` is the mean grayscale
+//!      (`0.2989 R + 0.587 G + 0.114 B`) of the brightness-adjusted output crop. The kernel
+//!      has no second pass to reduce over the whole crop, so `m` is **estimated on the CPU**
+//!      on a 16 × 16 grid of the same map ([`estimate_gray_mean`], one bilinear tap per point)
+//!      and passed in [`AugmentParams::gray_mean`]; the CPU reference uses the same value;
+//!    - saturation `s`: `clamp(s·v + (1 − s)·gray(v))`;
+//!    - hue `h`: torchvision's RGB → HSV, `H = (H + h) mod 1`, HSV → RGB (skipped when
+//!      `h = 0`, so a zero shift is an exact identity).
+//! 5. **Normalise**: `(v − mean) / std` per channel, written as f32 or f16.
+//!
+//! On a wgpu device [`augment_batch`] runs the fused kernel; on any other device (Flex) it
+//! runs [`augment_reference`], the same maths on the CPU with rayon, which is also the
+//! tests' oracle. [`augment_stock`] is the same pipeline from stock Burn ops
+//! (`grid_sample_2d` + elementwise colour ops), the baseline of `petal bench augment`.
+
+mod backend;
+mod kernel;
+mod reference;
+mod stock;
+
+pub use backend::AugmentBackend;
+pub use reference::{augment_reference, estimate_gray_mean, sample_rgb};
+pub use stock::augment_stock;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// The most supersampling taps per axis (antialiasing footprint), so at most 16 bilinear
+/// taps per output pixel.
+pub const MAX_TAPS: u32 = 4;
+
+/// Side of the grid on which [`estimate_gray_mean`] samples the crop for contrast.
+pub const GRAY_MEAN_GRID: usize = 16;
+
+/// `gray_mean` value that asks [`augment_batch`] / [`augment_reference`] to estimate the mean
+/// themselves with [`estimate_gray_mean`].
+pub const GRAY_MEAN_AUTO: f32 = -1.0;
+
+/// torchvision's grayscale weights (`rgb_to_grayscale`).
+pub const GRAY_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
+
+/// What a sample point outside the source image takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Padding {
+    /// A constant RGB colour (black by default, like `RandomRotation`'s `fill=0`).
+    Fill([u8; 3]),
+    /// The image mirrored about its border (symmetric reflection, period `2W`).
+    Reflect,
+}
+
+impl Default for Padding {
+    fn default() -> Self {
+        Self::Fill([0, 0, 0])
+    }
+}
+
+/// Per-sample parameters (all maths in f32).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AugmentParams {
+    /// Output pixel centre `(X, Y) = (x + 0.5, y + 0.5)` in `[0, S)²` → source coordinates
+    /// (in source pixels, pixel centres at `+0.5`):
+    /// `sx = a[0]·X + a[1]·Y + a[2]`, `sy = a[3]·X + a[4]·Y + a[5]`
+    /// (crop, rotation and flip composed).
+    pub affine: [f32; 6],
+    /// Brightness factor (identity 1).
+    pub brightness: f32,
+    /// Contrast factor (identity 1).
+    pub contrast: f32,
+    /// Saturation factor (identity 1).
+    pub saturation: f32,
+    /// Hue shift in turns, in `[-0.5, 0.5]` (identity 0).
+    pub hue: f32,
+    /// Mean grayscale (in `[0, 1]`) of the brightness-adjusted crop, the contrast blend's
+    /// target; [`GRAY_MEAN_AUTO`] (negative) lets the batch functions estimate it.
+    pub gray_mean: f32,
+    /// Outside-the-image handling.
+    pub padding: Padding,
+    /// Supersampling taps per output pixel along the output x and y axes (1..=[`MAX_TAPS`]).
+    pub taps: [u32; 2],
+}
+
+impl AugmentParams {
+    /// The map `affine` with no colour change, the fill colour black and the antialiasing taps
+    /// derived from the map ([`taps_for`]).
+    pub fn new(affine: [f32; 6]) -> Self {
+        Self {
+            affine,
+            brightness: 1.0,
+            contrast: 1.0,
+            saturation: 1.0,
+            hue: 0.0,
+            gray_mean: GRAY_MEAN_AUTO,
+            padding: Padding::default(),
+            taps: taps_for(&affine),
+        }
+    }
+
+    /// The identity: output pixel `(x, y)` is source pixel `(x, y)` (for a source of the
+    /// output size), no colour change.
+    pub fn identity() -> Self {
+        Self::new([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    }
+
+    /// The map that takes the source rectangle with top-left `(left, top)` and size
+    /// `width × height` (source pixels, fractional allowed) onto the `size × size` output.
+    pub fn crop(left: f32, top: f32, width: f32, height: f32, size: usize) -> Self {
+        let s = size as f32;
+        Self::new([width / s, 0.0, left, 0.0, height / s, top])
+    }
+
+    /// A composed train-time map: the crop rectangle (`left`, `top`, `width`, `height`) onto
+    /// `size × size`, then the content rotated counter-clockwise by `degrees` about the crop
+    /// centre (torchvision's sign), then mirrored horizontally when `flip`.
+    pub fn crop_rotate_flip(crop: [f32; 4], degrees: f32, flip: bool, size: usize) -> Self {
+        let [left, top, width, height] = crop;
+        let s = size as f32;
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let f = if flip { -1.0 } else { 1.0 };
+        let (sx, sy) = (width / s, height / s);
+        // Output offset from the centre (dx, dy) = (X − S/2, Y − S/2); flip negates dx,
+        // scaling takes it to crop pixels, and rotating the content counter-clockwise by θ
+        // (y down) samples the source at R(θ)·d: (cos·u − sin·v, sin·u + cos·v).
+        let a0 = f * cos * sx;
+        let a1 = -sin * sy;
+        let a3 = f * sin * sx;
+        let a4 = cos * sy;
+        let (cx, cy) = (left + width / 2.0, top + height / 2.0);
+        let h = s / 2.0;
+        Self::new([a0, a1, cx - (a0 + a1) * h, a3, a4, cy - (a3 + a4) * h])
+    }
+
+    /// The same parameters with the output mirrored horizontally (`X → size − X` composed
+    /// before the map).
+    pub fn flipped(mut self, size: usize) -> Self {
+        let s = size as f32;
+        let a = self.affine;
+        self.affine = [-a[0], a[1], a[0] * s + a[2], -a[3], a[4], a[3] * s + a[5]];
+        self
+    }
+
+    /// The same parameters with the colour jitter factors set.
+    pub fn with_jitter(
+        mut self,
+        brightness: f32,
+        contrast: f32,
+        saturation: f32,
+        hue: f32,
+    ) -> Self {
+        self.brightness = brightness;
+        self.contrast = contrast;
+        self.saturation = saturation;
+        self.hue = hue;
+        self
+    }
+
+    /// The same parameters with `padding`.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Whether the colour jitter is the identity.
+    pub fn is_colour_identity(&self) -> bool {
+        self.brightness == 1.0 && self.contrast == 1.0 && self.saturation == 1.0 && self.hue == 0.0
+    }
+}
+
+/// Supersampling taps for `affine`: per output axis, `ceil` of the source distance one output
+/// pixel step covers (the Jacobian column's length), in `1..=MAX_TAPS`.
+pub fn taps_for(affine: &[f32; 6]) -> [u32; 2] {
+    let k = |a: f32, b: f32| {
+        let len = (a * a + b * b).sqrt();
+        // A 1:1 map (up to rounding) keeps one tap.
+        ((len - 1e-3).ceil().max(1.0) as u32).min(MAX_TAPS)
+    };
+    [k(affine[0], affine[3]), k(affine[1], affine[4])]
+}
+
+/// ImageNet normalisation (or any other per-channel mean / std).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalize {
+    /// Channel means (on `[0, 1]` values).
+    pub mean: [f32; 3],
+    /// Channel standard deviations.
+    pub std: [f32; 3],
+}
+
+impl Default for Normalize {
+    /// ImageNet's (torchvision).
+    fn default() -> Self {
+        Self {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+/// A batch of RGB8 images of different sizes packed back to back.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedImages<'a> {
+    /// All images' RGB8 bytes.
+    pub data: &'a [u8],
+    /// Byte offset of each image in `data`.
+    pub offsets: &'a [usize],
+    /// `(width, height)` of each image.
+    pub sizes: &'a [(u32, u32)],
+}
+
+impl PackedImages<'_> {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Whether there is no image.
+    pub fn is_empty(&self) -> bool {
+        self.sizes.is_empty()
+    }
+
+    /// The RGB8 bytes of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let (w, h) = self.sizes[i];
+        &self.data[self.offsets[i]..self.offsets[i] + (w as usize) * (h as usize) * 3]
+    }
+
+    /// # Panics
+    /// If offsets and sizes disagree in length, an image is empty or lies outside `data`.
+    pub(crate) fn check(&self, params: usize) {
+        assert_eq!(
+            self.offsets.len(),
+            self.sizes.len(),
+            "augment: {} offsets for {} sizes",
+            self.offsets.len(),
+            self.sizes.len()
+        );
+        assert_eq!(
+            params,
+            self.sizes.len(),
+            "augment: {params} parameter sets for {} images",
+            self.sizes.len()
+        );
+        for (i, (&o, &(w, h))) in self.offsets.iter().zip(self.sizes).enumerate() {
+            assert!(w > 0 && h > 0, "augment: image {i} is empty ({w}×{h})");
+            let end = o + (w as usize) * (h as usize) * 3;
+            assert!(
+                end <= self.data.len(),
+                "augment: image {i} ({w}×{h} at {o}) ends past the data ({} bytes)",
+                self.data.len()
+            );
+        }
+    }
+}
+
+/// `params` with every [`GRAY_MEAN_AUTO`] replaced by [`estimate_gray_mean`] (0 where the
+/// contrast factor is 1: the mean is then unused).
+pub fn resolve_gray_means(
+    images: &PackedImages,
+    params: &[AugmentParams],
+    size: usize,
+) -> Vec<AugmentParams> {
+    params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut p = *p;
+            if p.gray_mean < 0.0 {
+                p.gray_mean = if p.contrast == 1.0 {
+                    0.0
+                } else {
+                    estimate_gray_mean(images, i, &p, size)
+                };
+            }
+            p
+        })
+        .collect()
+}
+
+/// Whether [`augment_batch`] runs the fused kernel on `device` (a CubeCL device — petal
+/// compiles only the wgpu runtime) for output `dtype` (f32 or f16).
+pub fn uses_fused_kernel(device: &Device, dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F16)
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Cube(_)
+        )
+}
+
+/// Augments a batch: one fused pass on wgpu devices; the CPU reference (rayon) on any other
+/// device (Flex). Output `[N, 3, size, size]` of `dtype` (F32 or F16) on `device`.
+///
+/// # Panics
+/// On an inconsistent batch (see [`PackedImages`]), `size` zero or above 4095, more than
+/// 65,535 images, a dtype other than F32 / F16, or taps outside `1..=MAX_TAPS`.
+pub fn augment_batch(
+    images: &PackedImages,
+    params: &[AugmentParams],
+    size: usize,
+    norm: &Normalize,
+    dtype: DType,
+    device: &Device,
+) -> Tensor<4> {
+    assert!(
+        matches!(dtype, DType::F32 | DType::F16),
+        "augment: output dtype must be F32 or F16, got {dtype:?}"
+    );
+    images.check(params.len());
+    let n = params.len();
+    if !uses_fused_kernel(device, dtype) || n == 0 {
+        let v = augment_reference(images, params, size, norm);
+        return Tensor::from_data(TensorData::new(v, [n, 3, size, size]), (device, dtype));
+    }
+    assert!(
+        (1..=4095).contains(&size) && n <= 65_535,
+        "augment: fused kernel needs 1 ≤ size ≤ 4095 and at most 65,535 images (got {size}, {n})"
+    );
+    let params = resolve_gray_means(images, params, size);
+    let (src, meta, prm) = kernel::pack(images, &params, size, norm);
+    let src = Tensor::<1, Int>::from_data(
+        TensorData::new(src, [src_len(images)]),
+        (device, DType::U32),
+    );
+    let meta_len = meta.len();
+    let meta = Tensor::<1, Int>::from_data(TensorData::new(meta, [meta_len]), (device, DType::U32));
+    let prm_len = prm.len();
+    let prm = Tensor::<1>::from_data(TensorData::new(prm, [prm_len]), (device, DType::F32));
+    Tensor::from_dispatch(<Dispatch as AugmentBackend>::augment_fused(
+        src.into_dispatch(),
+        meta.into_dispatch(),
+        prm.into_dispatch(),
+        n,
+        size,
+        dtype,
+    ))
+}
+
+/// Number of u32 words the packed bytes take (at least one).
+fn src_len(images: &PackedImages) -> usize {
+    images.data.len().div_ceil(4).max(1)
+}
