@@ -684,6 +684,9 @@ fn save(
     state: &TrainState,
     st: &Stepper,
 ) -> Result<(), TrainError> {
+    // BatchNorm's running statistics hold their latest update aside until synced; saving
+    // visits the synced value. `valid()` syncs the (shared) state first.
+    drop(model.valid());
     let optim = st
         .optim
         .into_bytes()
