@@ -3,7 +3,6 @@
 //! statistics of the training recipe; eval geometry; the stock-op baseline.
 
 use crate::common::*;
-use burn::prelude::*;
 use burn::tensor::DType;
 use petal::data::PackedBatch;
 use petal::data::augment::{AugmentConfig, Padding, Pipeline, eval_params, packed};

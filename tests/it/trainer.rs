@@ -44,7 +44,10 @@ fn flower_folder(root: &Path, per_class_train: usize, per_class_valid: usize) {
     std::fs::write(root.join("train/1/empty.jpg"), b"").unwrap();
     let mut jpeg = Vec::new();
     image::RgbImage::from_pixel(40, 40, image::Rgb([200, 10, 10]))
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
         .unwrap();
     jpeg.truncate(jpeg.len() / 2);
     std::fs::write(root.join("train/2/truncated.jpg"), jpeg).unwrap();
@@ -146,15 +149,27 @@ fn fine_tune_recipe_on_a_folder() {
         }
     }
     assert!(frozen >= 5, "{frozen} conv tensors checked");
-    assert_ne!(after_one["head.ConcatPool.blocks.0.fc.weight"], after_phase1["head.ConcatPool.blocks.0.fc.weight"]);
-    assert_ne!(after_one["backbone.DenseNet.norm5.gamma"], after_phase1["backbone.DenseNet.norm5.gamma"]);
+    assert_ne!(
+        after_one["head.ConcatPool.blocks.0.fc.weight"],
+        after_phase1["head.ConcatPool.blocks.0.fc.weight"]
+    );
+    assert_ne!(
+        after_one["backbone.DenseNet.norm5.gamma"],
+        after_phase1["backbone.DenseNet.norm5.gamma"]
+    );
 
     // Phase 2: everything unfreezes and changes.
     let out = petal::trainer::train(&config, &opts).unwrap();
     assert_eq!(out.stop, StopReason::Finished);
     let after_phase2 = weights(&load(&run.join("last.ckpt")));
-    for name in ["backbone.DenseNet.conv0.weight", "backbone.DenseNet.blocks.0.layers.0.conv1.weight"] {
-        assert_ne!(after_phase1[name], after_phase2[name], "{name} did not train");
+    for name in [
+        "backbone.DenseNet.conv0.weight",
+        "backbone.DenseNet.blocks.0.layers.0.conv1.weight",
+    ] {
+        assert_ne!(
+            after_phase1[name], after_phase2[name],
+            "{name} did not train"
+        );
     }
 
     // Loss decreases; the log has all epochs, the files exist.
@@ -176,7 +191,10 @@ fn fine_tune_recipe_on_a_folder() {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let classes = std::fs::read_to_string(run.join("classes.json")).unwrap();
-    assert!(classes.contains("\"1\"") && classes.contains("\"3\""), "{classes}");
+    assert!(
+        classes.contains("\"1\"") && classes.contains("\"3\""),
+        "{classes}"
+    );
 
     // Learning rates at each epoch's last step are the closed form: 3 groups, factors
     // 1/10, 1/sqrt(10), 1 (steps per epoch read from the log).
@@ -191,9 +209,10 @@ fn fine_tune_recipe_on_a_folder() {
             0.5 * peak * (1.0 + (std::f64::consts::PI * x).cos())
         }
     };
-    for (r, (total, t)) in records
-        .iter()
-        .zip([(bpe, bpe - 1), (2 * bpe, bpe - 1), (2 * bpe, 2 * bpe - 1)])
+    for (r, (total, t)) in
+        records
+            .iter()
+            .zip([(bpe, bpe - 1), (2 * bpe, bpe - 1), (2 * bpe, 2 * bpe - 1)])
     {
         for (g, lr) in r.lrs.iter().enumerate() {
             let want = closed(1e-2 * group_factor(g, 3, 10.0), total, t);
@@ -208,7 +227,11 @@ fn fine_tune_recipe_on_a_folder() {
     // The best checkpoint reloads to the metrics recorded for its epoch.
     let best = records
         .iter()
-        .max_by(|a, b| a.valid_top1.total_cmp(&b.valid_top1).then(b.epoch.cmp(&a.epoch)))
+        .max_by(|a, b| {
+            a.valid_top1
+                .total_cmp(&b.valid_top1)
+                .then(b.epoch.cmp(&a.epoch))
+        })
         .unwrap();
     let report = petal::trainer::evaluate(&EvalOptions {
         run: run.clone(),
@@ -223,7 +246,12 @@ fn fine_tune_recipe_on_a_folder() {
     .unwrap();
     assert_eq!(report.images, 12);
     assert_eq!(report.top1, best.valid_top1);
-    assert!((report.loss - best.valid_loss).abs() < 1e-9, "{} vs {}", report.loss, best.valid_loss);
+    assert!(
+        (report.loss - best.valid_loss).abs() < 1e-9,
+        "{} vs {}",
+        report.loss,
+        best.valid_loss
+    );
     assert_eq!(report.worst.len(), 3);
     assert!(run.join("confusion.csv").is_file() && run.join("confusion.png").is_file());
 }
@@ -267,7 +295,10 @@ fn scheduler_groups_follow_the_closed_form() {
             for g in 0..3 {
                 let got = lrs.lr_from_param(probe[g], None);
                 let want = head.scaled(factors[g]).lr_at(t);
-                assert!((got - want).abs() <= 1e-12 * want, "{schedule:?} t={t} g={g}: {got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-12 * want,
+                    "{schedule:?} t={t} g={g}: {got} vs {want}"
+                );
             }
         }
     }
@@ -296,29 +327,53 @@ fn checkpoint_is_atomic_and_rejects_damage() {
     );
     let model = config.init(&device);
     let path = root.join("last.ckpt");
-    let ckpt = Checkpoint::new(&config, &model, Default::default(), vec![("x".into(), vec![1, 2, 3])]).unwrap();
+    let ckpt = Checkpoint::new(
+        &config,
+        &model,
+        Default::default(),
+        vec![("x".into(), vec![1, 2, 3])],
+    )
+    .unwrap();
     ckpt.write(&path).unwrap();
     // No temporary file is left next to it.
-    let names: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("last.ckpt")]);
     let back = Checkpoint::read(&path).unwrap();
     assert_eq!(back.section("x"), Some(&[1u8, 2, 3][..]));
-    assert_eq!(weights(&back.load_model(&path, &device).unwrap()), weights(&model));
+    assert_eq!(
+        weights(&back.load_model(&path, &device).unwrap()),
+        weights(&model)
+    );
     // Truncation anywhere is refused with the file named.
     let bytes = std::fs::read(&path).unwrap();
     for cut in [4, 20, bytes.len() - 1] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let err = Checkpoint::read(&path).err().expect("a damaged checkpoint is refused").to_string();
+        let err = Checkpoint::read(&path)
+            .err()
+            .expect("a damaged checkpoint is refused")
+            .to_string();
         assert!(err.contains("last.ckpt"), "{err}");
     }
     // A checkpoint of another architecture is refused with the mismatched keys listed.
-    let other = petal_core::ClassifierConfig::new(config.backbone.clone(), petal_core::HeadConfig::seed(), 5)
-        .init(&device);
+    let other = petal_core::ClassifierConfig::new(
+        config.backbone.clone(),
+        petal_core::HeadConfig::seed(),
+        5,
+    )
+    .init(&device);
     Checkpoint::new(&config, &other, Default::default(), vec![])
         .unwrap()
         .write(&path)
         .unwrap();
-    let err = Checkpoint::read(&path).unwrap().load_model(&path, &device).err().unwrap().to_string();
+    let err = Checkpoint::read(&path)
+        .unwrap()
+        .load_model(&path, &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("fc"), "{err}");
 }
 
@@ -341,7 +396,10 @@ fn fine_tune_smoke_wgpu() {
     let out = petal::trainer::train(&config, &opts).unwrap();
     assert_eq!(out.records.len(), 2);
     for r in &out.records {
-        assert!(r.train_loss.is_finite() && r.valid_loss.is_finite(), "{r:?}");
+        assert!(
+            r.train_loss.is_finite() && r.valid_loss.is_finite(),
+            "{r:?}"
+        );
     }
     assert!(root.join("run/best.ckpt").is_file());
 }

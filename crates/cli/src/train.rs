@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use petal_core::device::{DeviceChoice, select_device};
 use petal_trainer::{
     Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Schedule, Split, StopReason,
     TrainOptions, Unfreeze,
@@ -193,10 +194,37 @@ impl ConfigArgs {
         };
         let a = self;
         set!(
-            c, a, valid_fraction, max_pixels, arch, hidden, dropout, freeze_epochs, epochs,
-            train_bn, batch_size, lr, lr_mult, wd, beta1, beta2, eps, label_smoothing, warmup,
-            min_lr, image_size, rotation, flip, brightness, contrast, saturation, hue, padding,
-            seed, device, prefetch
+            c,
+            a,
+            valid_fraction,
+            max_pixels,
+            arch,
+            hidden,
+            dropout,
+            freeze_epochs,
+            epochs,
+            train_bn,
+            batch_size,
+            lr,
+            lr_mult,
+            wd,
+            beta1,
+            beta2,
+            eps,
+            label_smoothing,
+            warmup,
+            min_lr,
+            image_size,
+            rotation,
+            flip,
+            brightness,
+            contrast,
+            saturation,
+            hue,
+            padding,
+            seed,
+            device,
+            prefetch
         );
         if let Some(d) = &a.data {
             c.data = Some(d.clone());
@@ -312,6 +340,19 @@ fn ctrl_c(opts: &TrainOptions) {
     });
 }
 
+/// On the CPU, makes Burn's *default* device Flex too: loading optimizer state (`--resume`)
+/// materialises it on `Device::default()`, which would otherwise start a wgpu runtime —
+/// and fail on a machine without any Vulkan / Metal / DX12 driver.
+fn pin_default_device(config: &FineTuneConfig) -> Result<()> {
+    let selected = select_device(config.device.parse::<DeviceChoice>()?)?;
+    if !selected.is_wgpu && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: called on the main thread before petal starts any thread of its own
+        // (decoding, Ctrl-C handler); nothing reads the environment concurrently.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+    Ok(())
+}
+
 /// Runs `petal train`.
 pub fn run_train(args: TrainArgs) -> Result<i32> {
     let (config, out, resume) = match &args.resume {
@@ -338,6 +379,7 @@ pub fn run_train(args: TrainArgs) -> Result<i32> {
             (c, out, false)
         }
     };
+    pin_default_device(&config)?;
     let mut opts = TrainOptions::new(out);
     opts.resume = resume;
     opts.stop_at_step = args.stop_at_step;
@@ -421,7 +463,12 @@ pub fn run_eval(args: EvalArgs) -> Result<i32> {
     println!("per class:");
     for c in &r.per_class {
         match c.accuracy {
-            Some(a) => println!("  {:<32} {:>7.2}%  ({} images)", c.class, 100.0 * a, c.count),
+            Some(a) => println!(
+                "  {:<32} {:>7.2}%  ({} images)",
+                c.class,
+                100.0 * a,
+                c.count
+            ),
             None => println!("  {:<32}     n/a  (0 images)", c.class),
         }
     }
@@ -484,7 +531,11 @@ pub fn run_lr_find(args: LrFindArgs) -> Result<i32> {
         r.lrs.len(),
         r.lrs.first().copied().unwrap_or(0.0),
         r.lrs.last().copied().unwrap_or(0.0),
-        if r.diverged { " (stopped: loss diverged)" } else { "" },
+        if r.diverged {
+            " (stopped: loss diverged)"
+        } else {
+            ""
+        },
         r.suggestion
     );
     println!("plot: {}", args.out.join("lr_find.png").display());

@@ -242,20 +242,41 @@ fn train_resume_equals_an_uninterrupted_run() {
     let (a, b) = (d.join("a"), d.join("b"));
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
     let out = petal(&["train", "--config", &s(&cfg), "--out", &s(&a)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("final: valid top-1"), "{stdout}");
 
     // Interrupted in the middle of the first unfrozen epoch (6 steps per epoch), resumed.
-    let out = petal(&["train", "--config", &s(&cfg), "--out", &s(&b), "--stop-at-step", "8"]);
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--out",
+        &s(&b),
+        "--stop-at-step",
+        "8",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("--resume"));
     // A second plain start refuses to overwrite the run.
     let again = petal(&["train", "--config", &s(&cfg), "--out", &s(&b)]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     let out = petal(&["train", "--resume", &s(&b)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(metrics(&a).len(), 3);
@@ -264,26 +285,59 @@ fn train_resume_equals_an_uninterrupted_run() {
     image::RgbImage::from_pixel(40, 30, image::Rgb([220, 40, 60]))
         .save(&flower)
         .unwrap();
-    let out = petal(&["predict", "--run", &s(&a), "--tta", "--json", "--topk", "3", &s(&flower)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = petal(&[
+        "predict",
+        "--run",
+        &s(&a),
+        "--tta",
+        "--json",
+        "--topk",
+        "3",
+        &s(&flower),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // The resumed run's final weights give the very same logits.
     let logits = |run: &PathBuf| {
-        let o = petal(&["predict", "--run", &s(run), "--checkpoint", "last.ckpt", "--json", "--logits", &s(&flower)]);
+        let o = petal(&[
+            "predict",
+            "--run",
+            &s(run),
+            "--checkpoint",
+            "last.ckpt",
+            "--json",
+            "--logits",
+            &s(&flower),
+        ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         v[0]["logits"].clone()
     };
-    assert_eq!(logits(&a), logits(&b), "resumed weights differ from the uninterrupted run's");
+    assert_eq!(
+        logits(&a),
+        logits(&b),
+        "resumed weights differ from the uninterrupted run's"
+    );
     let top = v[0]["top"].as_array().unwrap();
     assert_eq!(top.len(), 3);
     assert!(top[0]["label"].as_str().unwrap().contains("petals"), "{v}");
     let p: f64 = top.iter().map(|t| t["prob"].as_f64().unwrap()).sum();
-    assert!((p - 1.0).abs() < 1e-5, "3 classes: probabilities sum to 1, got {p}");
+    assert!(
+        (p - 1.0).abs() < 1e-5,
+        "3 classes: probabilities sum to 1, got {p}"
+    );
 
     // eval writes the confusion matrix and reports the best epoch's top-1.
     let out = petal(&["eval", "--run", &s(&a), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let best = metrics(&a)
         .iter()

@@ -149,7 +149,9 @@ impl Checkpoint {
             return Err(bad("not a petal checkpoint (bad magic)"));
         }
         let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        let body = bytes.get(16..16 + hlen).ok_or_else(|| bad("truncated header"))?;
+        let body = bytes
+            .get(16..16 + hlen)
+            .ok_or_else(|| bad("truncated header"))?;
         let header: Header = serde_json::from_slice(body)
             .map_err(|e| TrainError::checkpoint(path, format!("bad header: {e}")))?;
         if header.format != FORMAT {
@@ -162,9 +164,9 @@ impl Checkpoint {
         let mut sections = Vec::new();
         for (name, len) in &header.sections {
             let end = at + *len as usize;
-            let b = bytes
-                .get(at..end)
-                .ok_or_else(|| TrainError::checkpoint(path, format!("section `{name}` truncated")))?;
+            let b = bytes.get(at..end).ok_or_else(|| {
+                TrainError::checkpoint(path, format!("section `{name}` truncated"))
+            })?;
             sections.push((name.clone(), b.to_vec()));
             at = end;
         }
@@ -185,7 +187,12 @@ impl Checkpoint {
             .load_from(&mut store)
             .map_err(|e| TrainError::checkpoint(path, format!("cannot load the model: {e}")))?;
         if !result.missing.is_empty() || !result.errors.is_empty() {
-            let missing: Vec<String> = result.missing.iter().take(8).map(|m| format!("{m:?}")).collect();
+            let missing: Vec<String> = result
+                .missing
+                .iter()
+                .take(8)
+                .map(|m| format!("{m:?}"))
+                .collect();
             return Err(TrainError::checkpoint(
                 path,
                 format!(

@@ -359,7 +359,10 @@ impl FineTuneConfig {
         }
         let (s0, s1) = self.scale;
         if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
-            return bad("scale", format!("({s0}, {s1}) must satisfy 0 < min ≤ max ≤ 1"));
+            return bad(
+                "scale",
+                format!("({s0}, {s1}) must satisfy 0 < min ≤ max ≤ 1"),
+            );
         }
         let (r0, r1) = self.ratio;
         if !(r0 > 0.0 && r0 <= r1) {

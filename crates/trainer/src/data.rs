@@ -138,7 +138,12 @@ pub fn eval_transform(config: &FineTuneConfig) -> EvalTransform {
 }
 
 /// A packed batch through the eval transform (and optionally mirrored): `[N, 3, S, S]`.
-pub fn eval_batch(t: &EvalTransform, batch: &PackedBatch, flip: bool, device: &Device) -> Tensor<4> {
+pub fn eval_batch(
+    t: &EvalTransform,
+    batch: &PackedBatch,
+    flip: bool,
+    device: &Device,
+) -> Tensor<4> {
     let s = t.crop as usize;
     let per: Vec<Vec<f32>> = (0..batch.len())
         .into_par_iter()

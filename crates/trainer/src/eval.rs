@@ -156,7 +156,13 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
         all.push((loss, idx, y, pred, p[pred] as f64, p[y] as f64));
     });
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let cname = |i: usize| classes.names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let cname = |i: usize| {
+        classes
+            .names
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    };
     let worst = all
         .iter()
         .take(opts.worst)

@@ -101,7 +101,11 @@ impl Tally {
 /// (PyTorch's `CrossEntropyLoss(label_smoothing=eps)`), in f64.
 pub fn cross_entropy(logits: &[f32], label: usize, eps: f64) -> f64 {
     let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    let lse = m + logits.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
+    let lse = m + logits
+        .iter()
+        .map(|&x| (x as f64 - m).exp())
+        .sum::<f64>()
+        .ln();
     let nll = lse - logits[label] as f64;
     if eps == 0.0 {
         return nll;

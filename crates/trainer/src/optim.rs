@@ -116,10 +116,7 @@ pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_nor
             }
         }
     }
-    let mut n = Norm {
-        grads,
-        sq: None,
-    };
+    let mut n = Norm { grads, sq: None };
     model.visit(&mut n);
     let Some(sq) = n.sq else { return 0.0 };
     let norm = (sq.into_scalar::<f32>() as f64).sqrt();

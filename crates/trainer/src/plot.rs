@@ -74,9 +74,16 @@ pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
             .y_label_area_size(55)
             .build_cartesian_2d(0.5..x_max, lo..hi)
             .map_err(|x| e(&x))?;
-        c.configure_mesh().x_desc("epoch").draw().map_err(|x| e(&x))?;
+        c.configure_mesh()
+            .x_desc("epoch")
+            .draw()
+            .map_err(|x| e(&x))?;
         for (name, color, f) in [
-            ("train", BLUE, (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64),
+            (
+                "train",
+                BLUE,
+                (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64,
+            ),
             ("valid", RED, |r: &EpochRecord| r.valid_loss),
         ] {
             c.draw_series(LineSeries::new(
@@ -100,9 +107,16 @@ pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
             .y_label_area_size(55)
             .build_cartesian_2d(0.5..x_max, 0.0..1.0)
             .map_err(|x| e(&x))?;
-        c.configure_mesh().x_desc("epoch").draw().map_err(|x| e(&x))?;
+        c.configure_mesh()
+            .x_desc("epoch")
+            .draw()
+            .map_err(|x| e(&x))?;
         for (name, color, f) in [
-            ("train top-1", BLUE, (|r: &EpochRecord| r.train_top1) as fn(&EpochRecord) -> f64),
+            (
+                "train top-1",
+                BLUE,
+                (|r: &EpochRecord| r.train_top1) as fn(&EpochRecord) -> f64,
+            ),
             ("valid top-1", RED, |r: &EpochRecord| r.valid_top1),
             ("valid top-5", GREEN, |r: &EpochRecord| r.valid_top5),
         ] {
@@ -144,7 +158,12 @@ pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
 }
 
 /// `lr_find.png`: smoothed loss against the learning rate (log scale), with the suggestion.
-pub fn lr_find(path: &Path, lrs: &[f64], losses: &[f64], suggestion: f64) -> Result<(), TrainError> {
+pub fn lr_find(
+    path: &Path,
+    lrs: &[f64],
+    losses: &[f64],
+    suggestion: f64,
+) -> Result<(), TrainError> {
     render(path, (800, 500), |root| {
         let e = |s: &dyn std::fmt::Display| s.to_string();
         let lo_lr = lrs.first().copied().unwrap_or(1e-7);
@@ -186,43 +205,50 @@ pub fn confusion(path: &Path, matrix: &[Vec<u64>], names: &[String]) -> Result<(
     let cell = (900 / k as u32).clamp(4, 60);
     let label_room = if k <= 30 { 160 } else { 40 };
     let side = cell * k as u32;
-    render(path, (side + label_room + 30, side + label_room + 50), |root| {
-        let e = |s: &dyn std::fmt::Display| s.to_string();
-        let mut c = ChartBuilder::on(&root)
-            .caption("confusion (row-normalised)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(label_room)
-            .y_label_area_size(label_room)
-            .build_cartesian_2d(0..k, 0..k)
+    render(
+        path,
+        (side + label_room + 30, side + label_room + 50),
+        |root| {
+            let e = |s: &dyn std::fmt::Display| s.to_string();
+            let mut c = ChartBuilder::on(&root)
+                .caption("confusion (row-normalised)", ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(label_room)
+                .y_label_area_size(label_room)
+                .build_cartesian_2d(0..k, 0..k)
+                .map_err(|x| e(&x))?;
+            let show = k <= 30;
+            let name = move |i: &usize| {
+                if show {
+                    names.get(*i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            };
+            c.configure_mesh()
+                .disable_mesh()
+                .x_labels(k)
+                .y_labels(k)
+                .x_label_formatter(&name)
+                .y_label_formatter(&|i| name(&(k - 1 - *i)))
+                .x_desc("predicted")
+                .y_desc("true")
+                .draw()
+                .map_err(|x| e(&x))?;
+            c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
+                let n: u64 = row.iter().sum::<u64>().max(1);
+                row.iter().enumerate().map(move |(p, &v)| {
+                    let f = v as f64 / n as f64;
+                    let shade = (255.0 * (1.0 - f)) as u8;
+                    let y = k - 1 - t;
+                    Rectangle::new(
+                        [(p, y), (p + 1, y + 1)],
+                        RGBColor(shade, shade, 255).filled(),
+                    )
+                })
+            }))
             .map_err(|x| e(&x))?;
-        let show = k <= 30;
-        let name = move |i: &usize| {
-            if show {
-                names.get(*i).cloned().unwrap_or_default()
-            } else {
-                String::new()
-            }
-        };
-        c.configure_mesh()
-            .disable_mesh()
-            .x_labels(k)
-            .y_labels(k)
-            .x_label_formatter(&name)
-            .y_label_formatter(&|i| name(&(k - 1 - *i)))
-            .x_desc("predicted")
-            .y_desc("true")
-            .draw()
-            .map_err(|x| e(&x))?;
-        c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
-            let n: u64 = row.iter().sum::<u64>().max(1);
-            row.iter().enumerate().map(move |(p, &v)| {
-                let f = v as f64 / n as f64;
-                let shade = (255.0 * (1.0 - f)) as u8;
-                let y = k - 1 - t;
-                Rectangle::new([(p, y), (p + 1, y + 1)], RGBColor(shade, shade, 255).filled())
-            })
-        }))
-        .map_err(|x| e(&x))?;
-        Ok(())
-    })
+            Ok(())
+        },
+    )
 }

@@ -49,7 +49,13 @@ impl PhaseCurve {
     ///
     /// # Panics
     /// If `total` is zero.
-    pub fn new(schedule: Schedule, peak: f64, min: f64, total: usize, warmup_fraction: f64) -> Self {
+    pub fn new(
+        schedule: Schedule,
+        peak: f64,
+        min: f64,
+        total: usize,
+        warmup_fraction: f64,
+    ) -> Self {
         assert!(total > 0, "PhaseCurve: a phase needs at least one step");
         let warmup = ((warmup_fraction * total as f64).round() as usize).min(total - 1);
         Self {

@@ -6,7 +6,9 @@ use crate::checkpoint::{Checkpoint, TrainState};
 use crate::config::{FineTuneConfig, Precision, Unfreeze};
 use crate::data::{self, RunData};
 use crate::error::TrainError;
-use crate::metrics::{EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics};
+use crate::metrics::{
+    EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics,
+};
 use crate::optim::{build_optimizer, clip_grad_norm, set_trainable};
 use crate::plot;
 use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
@@ -116,11 +118,7 @@ fn mix(a: u64, b: u64) -> u64 {
 pub fn cross_entropy_loss(logits: Tensor<2>, labels: Tensor<1, Int>, eps: f64) -> Tensor<1> {
     let [n, k] = logits.dims();
     let logp = log_softmax(logits, 1);
-    let nll = logp
-        .clone()
-        .gather(1, labels.reshape([n, 1]))
-        .neg()
-        .mean();
+    let nll = logp.clone().gather(1, labels.reshape([n, 1])).neg().mean();
     if eps == 0.0 {
         return nll;
     }
@@ -156,12 +154,13 @@ pub fn head_curve(config: &FineTuneConfig, epoch: usize, bpe: usize) -> PhaseCur
     )
 }
 
-/// Selects the run's device (not autodiff).
+/// Selects the run's device (not autodiff); prints `--device auto`'s notice (CPU
+/// fall-back) on stderr.
 pub fn device_of(config: &FineTuneConfig) -> Result<(Device, String), TrainError> {
     let choice: DeviceChoice = config.device.parse()?;
     let sel = select_device(choice)?;
     if let Some(n) = &sel.notice {
-        log::warn!("{n}");
+        eprintln!("{n}");
     }
     Ok((sel.device.clone(), sel.description.clone()))
 }
@@ -184,10 +183,7 @@ pub fn predict_loader(
             let flipped = model.forward(data::eval_batch(transform, &batch, true, device));
             logits = (logits + flipped).div_scalar(2.0);
         }
-        let v: Vec<f32> = logits
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("f32 logits");
+        let v: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32 logits");
         for i in 0..batch.len() {
             each(&v[i * k..(i + 1) * k], batch.labels[i], batch.indices[i]);
         }
@@ -203,11 +199,9 @@ impl Progress {
         let bar = verbose.then(|| {
             let b = ProgressBar::new(len as u64);
             b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
-                )
-                .expect("template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                    .expect("template")
+                    .progress_chars("=> "),
             );
             b.set_prefix(prefix);
             b
@@ -291,11 +285,8 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             .as_bytes(),
     )?;
 
-    let model_config = ClassifierConfig::new(
-        config.backbone_config()?,
-        config.head_config(),
-        num_classes,
-    );
+    let model_config =
+        ClassifierConfig::new(config.backbone_config()?, config.head_config(), num_classes);
     let ckpt_path = out.join(files::LAST);
     let resume = if opts.resume {
         let c = Checkpoint::read(&ckpt_path)?;
@@ -367,7 +358,14 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
     ));
     say(format!(
         "recipe: {} frozen + {} unfrozen ({:?}) epochs × {bpe} steps of {}, AdamW lr {:.1e} (groups down to /{}), wd {}, {:?} schedule",
-        config.freeze_epochs, config.epochs, config.unfreeze, config.batch_size, config.lr, config.lr_mult, config.wd, config.schedule
+        config.freeze_epochs,
+        config.epochs,
+        config.unfreeze,
+        config.batch_size,
+        config.lr,
+        config.lr_mult,
+        config.wd,
+        config.schedule
     ));
     if opts.resume {
         say(format!(
@@ -474,11 +472,8 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         };
 
         let skip = state.batch_in_epoch;
-        let (mut loss_sum, mut correct, mut seen) = if skip > 0 {
-            state.partial
-        } else {
-            (0.0, 0, 0)
-        };
+        let (mut loss_sum, mut correct, mut seen) =
+            if skip > 0 { state.partial } else { (0.0, 0, 0) };
         let bar = Progress::new(
             opts.verbose,
             bpe,
@@ -488,7 +483,11 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         let mut imgs_this_run = 0u64;
         let mut last_lrs = Vec::new();
         let mut interrupted = false;
-        for (b, batch) in train_loader.epoch_from(epoch as u64, skip).into_iter().enumerate() {
+        for (b, batch) in train_loader
+            .epoch_from(epoch as u64, skip)
+            .into_iter()
+            .enumerate()
+        {
             let b = b + skip;
             train_device.seed(mix(config.seed, state.global_step));
             let n = batch.len();
@@ -567,9 +566,16 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         // Validation.
         let mut tally = Tally::new(num_classes);
         let eval_device = device.clone();
-        predict_loader(&model, &valid_loader, &eval_t, false, &eval_device, |l, y, _| {
-            tally.add(l, y, cross_entropy(l, y, config.label_smoothing));
-        });
+        predict_loader(
+            &model,
+            &valid_loader,
+            &eval_t,
+            false,
+            &eval_device,
+            |l, y, _| {
+                tally.add(l, y, cross_entropy(l, y, config.label_smoothing));
+            },
+        );
         state.epoch = epoch + 1;
         state.batch_in_epoch = 0;
         state.partial = (0.0, 0, 0);
@@ -639,7 +645,11 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         .iter()
         .map(|w| (w.path.display().to_string(), w.reason.clone()))
         .collect();
-    for w in train_loader.warnings().into_iter().chain(valid_loader.warnings()) {
+    for w in train_loader
+        .warnings()
+        .into_iter()
+        .chain(valid_loader.warnings())
+    {
         skipped.push((w.name, w.reason));
     }
     if !skipped.is_empty() {
@@ -706,4 +716,41 @@ fn save(
         ],
     )?
     .write(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trainable_groups_per_epoch() {
+        let mut c = FineTuneConfig {
+            freeze_epochs: 2,
+            epochs: 4,
+            ..FineTuneConfig::default()
+        };
+        // Frozen: the head only; then all three groups at once.
+        let all: Vec<usize> = (0..6).map(|e| trainable_groups(&c, e, 3)).collect();
+        assert_eq!(all, [1, 1, 3, 3, 3, 3]);
+        // Gradual: head + the last backbone group, then one more per epoch.
+        c.unfreeze = Unfreeze::Gradual;
+        let gradual: Vec<usize> = (0..6).map(|e| trainable_groups(&c, e, 3)).collect();
+        assert_eq!(gradual, [1, 1, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn loss_matches_the_per_sample_formula() {
+        let device = Device::flex();
+        let logits = [[1.0f32, 3.0, 2.0], [0.5, -1.0, 0.0]];
+        let labels = [2i64, 0];
+        let x = Tensor::<2>::from_data(TensorData::new(logits.concat(), [2, 3]), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.to_vec(), [2]), &device);
+        for eps in [0.0, 0.1] {
+            let got: f32 = cross_entropy_loss(x.clone(), y.clone(), eps).into_scalar();
+            let want = (crate::metrics::cross_entropy(&logits[0], 2, eps)
+                + crate::metrics::cross_entropy(&logits[1], 0, eps))
+                / 2.0;
+            assert!((got as f64 - want).abs() < 1e-6, "eps {eps}: {got} vs {want}");
+        }
+    }
 }
