@@ -3,7 +3,6 @@
 //! statistics of the training recipe; eval geometry; the stock-op baseline.
 
 use crate::common::*;
-use burn::prelude::*;
 use burn::tensor::DType;
 use petal::data::PackedBatch;
 use petal::data::augment::{AugmentConfig, Padding, Pipeline, eval_params, packed};
@@ -151,25 +150,35 @@ fn augment_identities_wgpu() {
     let err = max_abs(&out, &expected);
     assert!(err <= 1e-6, "GPU identity: max abs error {err:e}");
 
-    // Each colour op at its identity factor changes nothing, on a non-trivial map.
+    // Each colour op at its identity factor changes nothing, on a non-trivial map: brightness
+    // 1, contrast 1 (whatever the gray mean), saturation 1, hue 0 — and a full turn of hue
+    // (the HSV round trip) within rounding.
     let base = AugmentParams::crop_rotate_flip([2.5, 1.0, 17.0, 20.0], 13.0, false, s);
-    let plain = augment_batch(&images, &[base, base], s, &norm, DType::F32, &gpu);
-    let plain = values(plain);
-    for (b_, c, sat, h) in [(1.0, 1.0, 1.0, 0.0), (1.0, 1.0, 1.0, 0.0)] {
-        let p = base.with_jitter(b_, c, sat, h);
-        let out = values(augment_batch(&images, &[p, p], s, &norm, DType::F32, &gpu));
-        assert_eq!(out, plain);
+    let run =
+        |p: AugmentParams| values(augment_batch(&images, &[p, p], s, &norm, DType::F32, &gpu));
+    let plain = run(base);
+    let mut explicit = base.with_jitter(1.0, 1.0, 1.0, 0.0);
+    explicit.gray_mean = 0.7;
+    assert_eq!(
+        run(explicit),
+        plain,
+        "identity factors are exact identities"
+    );
+    let err = max_abs(&run(base.with_jitter(1.0, 1.0, 1.0, 1.0)), &plain);
+    assert!(err <= 1e-4, "a full hue turn: max abs error {err:e}");
+    // Each op away from its identity does change the image.
+    for (b_, c, sat, h) in [
+        (1.2, 1.0, 1.0, 0.0),
+        (1.0, 0.5, 1.0, 0.0),
+        (1.0, 1.0, 0.5, 0.0),
+        (1.0, 1.0, 1.0, 0.1),
+    ] {
+        let out = run(base.with_jitter(b_, c, sat, h));
+        assert!(
+            max_abs(&out, &plain) > 0.05,
+            "jitter ({b_}, {c}, {sat}, {h}) is live"
+        );
     }
-    // Only one op at a time non-identity: the others at identity do not disturb it.
-    let bright = values(augment_batch(
-        &images,
-        &[base.with_jitter(1.2, 1.0, 1.0, 0.0); 2],
-        s,
-        &norm,
-        DType::F32,
-        &gpu,
-    ));
-    assert_ne!(bright, plain, "brightness 1.2 changes the image");
 
     // Flip twice is the identity; flip once mirrors the output.
     let twice = base.flipped(s).flipped(s);
