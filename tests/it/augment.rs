@@ -233,6 +233,14 @@ fn augment_same_seed_is_bit_identical_and_order_independent_wgpu() {
         .apply(&b, 3, &gpu)
         .into_data();
     assert_ne!(a.as_bytes(), other.as_bytes(), "another seed differs");
+    // An autodiff device (the trainer's) gets the same values, as a constant.
+    let ad = pipe.apply(&b, 3, &gpu.clone().autodiff());
+    assert!(!ad.is_require_grad());
+    assert_eq!(
+        ad.into_data().as_bytes(),
+        a.as_bytes(),
+        "autodiff device: same bits"
+    );
     let next_epoch = pipe.apply(&b, 4, &gpu).into_data();
     assert_ne!(a.as_bytes(), next_epoch.as_bytes(), "another epoch differs");
 
@@ -265,6 +273,10 @@ fn augment_on_flex_is_the_reference_and_eval_crops_exactly() {
     let out = values(pipe.apply(&b, 0, &cpu));
     let expected = augment_reference(&packed(&b), &pipe.params(&b, 0), 16, &pipe.normalize());
     assert_eq!(out, expected);
+    // f16 output and an autodiff Flex device also take the reference path.
+    let half = pipe.apply_as(&b, 0, DType::F16, &cpu);
+    assert_eq!(half.dtype(), DType::F16);
+    assert_eq!(values(pipe.apply(&b, 0, &cpu.clone().autodiff())), expected);
 
     // Eval: shorter side already at `resize`, so the map is a pure 1:1 center crop.
     let b = batch(&[(20, 26)], 5);
