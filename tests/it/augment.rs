@@ -150,25 +150,35 @@ fn augment_identities_wgpu() {
     let err = max_abs(&out, &expected);
     assert!(err <= 1e-6, "GPU identity: max abs error {err:e}");
 
-    // Each colour op at its identity factor changes nothing, on a non-trivial map.
+    // Each colour op at its identity factor changes nothing, on a non-trivial map: brightness
+    // 1, contrast 1 (whatever the gray mean), saturation 1, hue 0 — and a full turn of hue
+    // (the HSV round trip) within rounding.
     let base = AugmentParams::crop_rotate_flip([2.5, 1.0, 17.0, 20.0], 13.0, false, s);
-    let plain = augment_batch(&images, &[base, base], s, &norm, DType::F32, &gpu);
-    let plain = values(plain);
-    for (b_, c, sat, h) in [(1.0, 1.0, 1.0, 0.0), (1.0, 1.0, 1.0, 0.0)] {
-        let p = base.with_jitter(b_, c, sat, h);
-        let out = values(augment_batch(&images, &[p, p], s, &norm, DType::F32, &gpu));
-        assert_eq!(out, plain);
+    let run =
+        |p: AugmentParams| values(augment_batch(&images, &[p, p], s, &norm, DType::F32, &gpu));
+    let plain = run(base);
+    let mut explicit = base.with_jitter(1.0, 1.0, 1.0, 0.0);
+    explicit.gray_mean = 0.7;
+    assert_eq!(
+        run(explicit),
+        plain,
+        "identity factors are exact identities"
+    );
+    let err = max_abs(&run(base.with_jitter(1.0, 1.0, 1.0, 1.0)), &plain);
+    assert!(err <= 1e-4, "a full hue turn: max abs error {err:e}");
+    // Each op away from its identity does change the image.
+    for (b_, c, sat, h) in [
+        (1.2, 1.0, 1.0, 0.0),
+        (1.0, 0.5, 1.0, 0.0),
+        (1.0, 1.0, 0.5, 0.0),
+        (1.0, 1.0, 1.0, 0.1),
+    ] {
+        let out = run(base.with_jitter(b_, c, sat, h));
+        assert!(
+            max_abs(&out, &plain) > 0.05,
+            "jitter ({b_}, {c}, {sat}, {h}) is live"
+        );
     }
-    // Only one op at a time non-identity: the others at identity do not disturb it.
-    let bright = values(augment_batch(
-        &images,
-        &[base.with_jitter(1.2, 1.0, 1.0, 0.0); 2],
-        s,
-        &norm,
-        DType::F32,
-        &gpu,
-    ));
-    assert_ne!(bright, plain, "brightness 1.2 changes the image");
 
     // Flip twice is the identity; flip once mirrors the output.
     let twice = base.flipped(s).flipped(s);
@@ -223,6 +233,14 @@ fn augment_same_seed_is_bit_identical_and_order_independent_wgpu() {
         .apply(&b, 3, &gpu)
         .into_data();
     assert_ne!(a.as_bytes(), other.as_bytes(), "another seed differs");
+    // An autodiff device (the trainer's) gets the same values, as a constant.
+    let ad = pipe.apply(&b, 3, &gpu.clone().autodiff());
+    assert!(!ad.is_require_grad());
+    assert_eq!(
+        ad.into_data().as_bytes(),
+        a.as_bytes(),
+        "autodiff device: same bits"
+    );
     let next_epoch = pipe.apply(&b, 4, &gpu).into_data();
     assert_ne!(a.as_bytes(), next_epoch.as_bytes(), "another epoch differs");
 
@@ -255,6 +273,10 @@ fn augment_on_flex_is_the_reference_and_eval_crops_exactly() {
     let out = values(pipe.apply(&b, 0, &cpu));
     let expected = augment_reference(&packed(&b), &pipe.params(&b, 0), 16, &pipe.normalize());
     assert_eq!(out, expected);
+    // f16 output and an autodiff Flex device also take the reference path.
+    let half = pipe.apply_as(&b, 0, DType::F16, &cpu);
+    assert_eq!(half.dtype(), DType::F16);
+    assert_eq!(values(pipe.apply(&b, 0, &cpu.clone().autodiff())), expected);
 
     // Eval: shorter side already at `resize`, so the map is a pure 1:1 center crop.
     let b = batch(&[(20, 26)], 5);

@@ -346,3 +346,70 @@ fn train_resume_equals_an_uninterrupted_run() {
     assert_eq!(r["top1"].as_f64().unwrap(), best);
     assert!(a.join("confusion.csv").is_file() && a.join("confusion.png").is_file());
 }
+
+#[test]
+fn bench_augment_reports_the_contract_fields() {
+    // Tiny shapes: lavapipe runs every path.
+    let out = petal(&[
+        "bench",
+        "augment",
+        "--batch-size",
+        "2",
+        "--size",
+        "16",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["fused_ips", "stock_ips", "cpu_ips", "speedup_vs_stock"] {
+        assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
+    }
+}
+
+#[test]
+fn augment_preview_writes_a_grid_and_prints_the_parameters() {
+    let dir = tmpdir("augment-preview");
+    let png = dir.join("grid.png");
+    let out = petal(&[
+        "augment-preview",
+        "--synthetic",
+        "--n",
+        "3",
+        "--seed",
+        "5",
+        "--size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        png.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("angle") && text.contains("crop"), "{text}");
+    // One line of parameters per sample.
+    assert_eq!(
+        text.lines().filter(|l| l.contains("500×500")).count(),
+        3,
+        "{text}"
+    );
+    let img = image::open(&png).unwrap();
+    // 3 pairs in one row: 3 · (2·32 + 6) + 4 · 6 wide, 32 + 2 · 6 high.
+    assert_eq!(
+        (img.width(), img.height()),
+        (3 * (2 * 32 + 6) + 4 * 6, 32 + 2 * 6)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -311,6 +311,11 @@ pub fn uses_fused_kernel(device: &Device, dtype: DType) -> bool {
 /// Augments a batch: one fused pass on wgpu devices; the CPU reference (rayon) on any other
 /// device (Flex). Output `[N, 3, size, size]` of `dtype` (F32 or F16) on `device`.
 ///
+/// The packed bytes go to the device as one storage buffer: on wgpu the batch must fit the
+/// adapter's storage-buffer limit (128 MiB on lavapipe and wgpu's defaults — e.g. 64 images
+/// of 500×375 take 36 MB; down-scale at load, `LoaderConfig::max_shorter_side`, for big
+/// photos).
+///
 /// # Panics
 /// On an inconsistent batch (see [`PackedImages`]), `size` zero or above 4095, more than
 /// 65,535 images, a dtype other than F32 / F16, or taps outside `1..=MAX_TAPS`.

@@ -237,6 +237,36 @@ mod tests {
     }
 
     #[test]
+    fn rotation_is_counter_clockwise_like_torchvision() {
+        // A white pixel at the top-right of a 4×4 black image.
+        let mut data = vec![0u8; 4 * 4 * 3];
+        data[3 * 3..3 * 3 + 3].copy_from_slice(&[255, 255, 255]);
+        let images = PackedImages {
+            data: &data,
+            offsets: &[0],
+            sizes: &[(4, 4)],
+        };
+        let norm = Normalize {
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
+        let white_at = |degrees: f32| {
+            let p = AugmentParams::crop_rotate_flip([0.0, 0.0, 4.0, 4.0], degrees, false, 4);
+            assert_eq!(p.taps, [1, 1]);
+            let out = augment_reference(&images, &[p], 4, &norm);
+            let i = out[..16]
+                .iter()
+                .position(|&v| v > 0.99)
+                .expect("a white pixel");
+            (i % 4, i / 4)
+        };
+        assert_eq!(white_at(0.0), (3, 0));
+        // +90° (counter-clockwise): top-right → top-left; −90°: → bottom-right.
+        assert_eq!(white_at(90.0), (0, 0));
+        assert_eq!(white_at(-90.0), (3, 3));
+    }
+
+    #[test]
     fn reflect_mirrors_about_the_border() {
         assert_eq!(reflect(-0.5, 4.0), 0.5);
         assert_eq!(reflect(4.5, 4.0), 3.5);

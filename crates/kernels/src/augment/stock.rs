@@ -4,7 +4,8 @@
 //! with `grid_sample_2d` (bilinear, zero or reflection padding) and box-filtered with
 //! `avg_pool2d`, and the colour jitter (with the exact per-image contrast mean) and the
 //! normalisation are elementwise tensor ops. Sources are zero-padded to the largest image of
-//! the batch; the supersampling uses the batch's largest tap count for every sample.
+//! the chunk; the supersampling uses the batch's largest tap count for every sample; the
+//! batch runs in chunks whose supersampled tensor stays under 64 MiB.
 
 use super::{AugmentParams, GRAY_WEIGHTS, Normalize, PackedImages, Padding};
 use burn::tensor::module::avg_pool2d;
@@ -28,6 +29,37 @@ pub fn augment_stock(
     images.check(params.len());
     let n = params.len();
     assert!(n > 0 && size > 0, "augment_stock: empty batch or size");
+    // The supersampled intermediate is the largest tensor: keep it under 64 MiB per chunk
+    // (wgpu's default storage-buffer limit, and lavapipe's, is 128 MiB).
+    let kx = params.iter().map(|p| p.taps[0]).max().unwrap_or(1) as usize;
+    let ky = params.iter().map(|p| p.taps[1]).max().unwrap_or(1) as usize;
+    let per_image = 3 * size * size * kx * ky * 4;
+    let chunk = ((64 << 20) / per_image).clamp(1, n);
+    let parts: Vec<Tensor<4>> = (0..n)
+        .step_by(chunk)
+        .map(|start| {
+            let end = (start + chunk).min(n);
+            let sub = PackedImages {
+                data: images.data,
+                offsets: &images.offsets[start..end],
+                sizes: &images.sizes[start..end],
+            };
+            stock_chunk(&sub, &params[start..end], size, norm, device, (kx, ky))
+        })
+        .collect();
+    Tensor::cat(parts, 0)
+}
+
+/// [`augment_stock`] on one chunk, with the batch's tap counts.
+fn stock_chunk(
+    images: &PackedImages,
+    params: &[AugmentParams],
+    size: usize,
+    norm: &Normalize,
+    device: &Device,
+    (kx, ky): (usize, usize),
+) -> Tensor<4> {
+    let n = params.len();
     let wmax = images.sizes.iter().map(|s| s.0 as usize).max().unwrap_or(1);
     let hmax = images.sizes.iter().map(|s| s.1 as usize).max().unwrap_or(1);
     // Each image zero-padded to hmax × wmax, then to a whole number of u32 words.
@@ -64,8 +96,6 @@ pub fn augment_stock(
         .float();
 
     // The supersampled sampling grid, in grid_sample's [-1, 1] (align_corners = false).
-    let kx = params.iter().map(|p| p.taps[0]).max().unwrap_or(1) as usize;
-    let ky = params.iter().map(|p| p.taps[1]).max().unwrap_or(1) as usize;
     let (gw, gh) = (size * kx, size * ky);
     let ox = Tensor::<1, Int>::arange(0..gw as i64, device)
         .float()
