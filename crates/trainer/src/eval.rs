@@ -100,6 +100,12 @@ pub struct EvalOptions {
 
 /// Reads a run's `config.json` and `classes.json`.
 pub fn read_run(run: &Path) -> Result<(FineTuneConfig, ClassList), TrainError> {
+    if !run.join(files::CONFIG).is_file() {
+        return Err(TrainError::Config {
+            what: format!("--run {}", run.display()),
+            reason: "not a petal run directory (no config.json): give the --out folder of a `petal train`".into(),
+        });
+    }
     let config = FineTuneConfig::from_file(run.join(files::CONFIG))?;
     let path = run.join(files::CLASSES);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::io(&path, e))?;

@@ -201,54 +201,54 @@ pub fn lr_find(
 
 /// `confusion.png`: row-normalised confusion matrix (true class down, predicted across).
 pub fn confusion(path: &Path, matrix: &[Vec<u64>], names: &[String]) -> Result<(), TrainError> {
+    use plotters::coord::ranged1d::SegmentValue;
     let k = matrix.len().max(1);
     let cell = (900 / k as u32).clamp(4, 60);
-    let label_room = if k <= 30 { 160 } else { 40 };
+    let show = k <= 30;
+    let (left, bottom) = if show { (170, 60) } else { (40, 40) };
     let side = cell * k as u32;
-    render(
-        path,
-        (side + label_room + 30, side + label_room + 50),
-        |root| {
-            let e = |s: &dyn std::fmt::Display| s.to_string();
-            let mut c = ChartBuilder::on(&root)
-                .caption("confusion (row-normalised)", ("sans-serif", 20))
-                .margin(10)
-                .x_label_area_size(label_room)
-                .y_label_area_size(label_room)
-                .build_cartesian_2d(0..k, 0..k)
-                .map_err(|x| e(&x))?;
-            let show = k <= 30;
-            let name = move |i: &usize| {
-                if show {
-                    names.get(*i).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            };
-            c.configure_mesh()
-                .disable_mesh()
-                .x_labels(k)
-                .y_labels(k)
-                .x_label_formatter(&name)
-                .y_label_formatter(&|i| name(&(k - 1 - *i)))
-                .x_desc("predicted")
-                .y_desc("true")
-                .draw()
-                .map_err(|x| e(&x))?;
-            c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
-                let n: u64 = row.iter().sum::<u64>().max(1);
-                row.iter().enumerate().map(move |(p, &v)| {
-                    let f = v as f64 / n as f64;
-                    let shade = (255.0 * (1.0 - f)) as u8;
-                    let y = k - 1 - t;
-                    Rectangle::new(
-                        [(p, y), (p + 1, y + 1)],
-                        RGBColor(shade, shade, 255).filled(),
-                    )
-                })
-            }))
+    render(path, (side + left + 30, side + bottom + 50), |root| {
+        let e = |s: &dyn std::fmt::Display| s.to_string();
+        let mut c = ChartBuilder::on(&root)
+            .caption("confusion (row-normalised)", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(bottom)
+            .y_label_area_size(left)
+            .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
             .map_err(|x| e(&x))?;
-            Ok(())
-        },
-    )
+        let name = move |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) if show && *i < k => {
+                let i = if flip { k - 1 - *i } else { *i };
+                names.get(i).cloned().unwrap_or_default()
+            }
+            _ => String::new(),
+        };
+        c.configure_mesh()
+            .disable_mesh()
+            .x_labels(k)
+            .y_labels(k)
+            .x_label_formatter(&|v| name(v, false))
+            .y_label_formatter(&|v| name(v, true))
+            .x_desc("predicted")
+            .y_desc("true")
+            .draw()
+            .map_err(|x| e(&x))?;
+        c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
+            let n: u64 = row.iter().sum::<u64>().max(1);
+            row.iter().enumerate().map(move |(p, &v)| {
+                let f = v as f64 / n as f64;
+                let shade = (255.0 * (1.0 - f)) as u8;
+                let y = k - 1 - t;
+                Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    RGBColor(shade, shade, 255).filled(),
+                )
+            })
+        }))
+        .map_err(|x| e(&x))?;
+        Ok(())
+    })
 }

@@ -12,7 +12,7 @@ use crate::metrics::{
 use crate::optim::{build_optimizer, clip_grad_norm, set_trainable};
 use crate::plot;
 use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
-use burn::module::Module;
+use burn::module::{Module, ParamId};
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -380,17 +380,19 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
     let mut stepper: Option<Stepper> = None;
     let mut first = true;
     let mut stop = StopReason::Finished;
-    let lr_of = |lrs: &ModuleLearningRate, model: &Classifier| -> Vec<f64> {
-        let ids = float_param_ids(model);
+    // One parameter of each layer group: reads each group's learning rate off the scheduler.
+    let probes: Vec<ParamId> = {
+        let ids = float_param_ids(&model);
         model
             .layer_groups()
             .iter()
-            .map(|g| {
-                ids.iter()
-                    .find(|id| g.params.matches(id, None))
-                    .map(|id| lrs.lr_from_param(*id, None))
-                    .unwrap_or(0.0)
-            })
+            .filter_map(|g| ids.iter().find(|id| g.params.matches(id, None)).copied())
+            .collect()
+    };
+    let lr_of = |lrs: &ModuleLearningRate| -> Vec<f64> {
+        probes
+            .iter()
+            .map(|id| lrs.lr_from_param(*id, None))
             .collect()
     };
 
@@ -511,7 +513,7 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             if let Some(max) = config.grad_clip {
                 clip_grad_norm(&model, &mut grads, max);
             }
-            last_lrs = lr_of(&lrs, &model);
+            last_lrs = lr_of(&lrs);
             model = st.optim.step(lrs, model, grads);
             let lv: Vec<f32> = logits
                 .inner()
