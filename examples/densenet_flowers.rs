@@ -17,6 +17,7 @@
 //! `petal train --resume DIR`, predict with `petal predict --run DIR IMAGE…`.
 
 use clap::Parser;
+use petal::data::augment::AugmentConfig;
 use petal::data::{DEFAULT_MAX_PIXELS, decode_rgb8};
 use petal::models::BackboneConfig;
 use petal::models::densenet::DenseNetConfig;
@@ -89,8 +90,11 @@ fn synthetic_recipe() -> FineTuneConfig {
         batch_size: 32,
         lr: 4e-3,
         lr_mult: 3.0,
-        image_size: 64,
-        scale: (0.35, 1.0),
+        augment: AugmentConfig {
+            size: 64,
+            scale: (0.35, 1.0),
+            ..AugmentConfig::default()
+        },
         ..FineTuneConfig::default()
     }
 }

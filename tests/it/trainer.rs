@@ -5,6 +5,7 @@ use crate::common::wgpu;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::tensor::Tensor;
 use petal::data::SyntheticFlowers;
+use petal::data::augment::AugmentConfig;
 use petal::trainer::checkpoint::Checkpoint;
 use petal::trainer::config::Schedule;
 use petal::trainer::metrics::read_metrics;
@@ -70,7 +71,10 @@ fn tiny_config(data: &Path) -> FineTuneConfig {
         lr: 1e-2,
         lr_mult: 10.0,
         warmup: 0.25,
-        image_size: 32,
+        augment: AugmentConfig {
+            size: 32,
+            ..AugmentConfig::default()
+        },
         device: "cpu".into(),
         seed: 3,
         ..FineTuneConfig::default()

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use petal_core::device::{DeviceChoice, select_device};
+use petal_data::augment::Padding;
 use petal_trainer::{
     Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Schedule, Split, StopReason,
     TrainOptions, Unfreeze,
@@ -214,14 +215,6 @@ impl ConfigArgs {
             label_smoothing,
             warmup,
             min_lr,
-            image_size,
-            rotation,
-            flip,
-            brightness,
-            contrast,
-            saturation,
-            hue,
-            padding,
             seed,
             device,
             prefetch
@@ -293,17 +286,32 @@ impl ConfigArgs {
                 Precision::F32
             };
         }
-        if let Some(v) = a.scale_min {
-            c.scale.0 = v;
+        let aug = &mut c.augment;
+        if let Some(v) = a.image_size {
+            aug.size = v;
         }
-        if let Some(v) = a.scale_max {
-            c.scale.1 = v;
+        for (dst, src) in [
+            (&mut aug.scale.0, a.scale_min),
+            (&mut aug.scale.1, a.scale_max),
+            (&mut aug.ratio.0, a.ratio_min),
+            (&mut aug.ratio.1, a.ratio_max),
+            (&mut aug.rotation, a.rotation),
+            (&mut aug.flip, a.flip),
+            (&mut aug.brightness, a.brightness),
+            (&mut aug.contrast, a.contrast),
+            (&mut aug.saturation, a.saturation),
+            (&mut aug.hue, a.hue),
+        ] {
+            if let Some(v) = src {
+                *dst = v as f32;
+            }
         }
-        if let Some(v) = a.ratio_min {
-            c.ratio.0 = v;
-        }
-        if let Some(v) = a.ratio_max {
-            c.ratio.1 = v;
+        if let Some(p) = &a.padding {
+            aug.padding = if p == "reflect" {
+                Padding::Reflect
+            } else {
+                Padding::Fill([0, 0, 0])
+            };
         }
         c.validate()?;
         Ok(c)

@@ -196,11 +196,12 @@ epochs = 2
 batch_size = 8
 lr = 5e-3
 lr_mult = 10.0
-image_size = 24
 hidden = [16]
 dropout = 0.35
 device = "cpu"
 seed = 11
+[augment]
+size = 24
 [synthetic]
 classes = 3
 train = 48

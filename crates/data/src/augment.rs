@@ -25,6 +25,7 @@ pub use petal_kernels::augment::Padding;
 
 /// The training augmentation recipe. `Default` is the seed's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Output side (224).
     pub size: usize,

@@ -4,7 +4,7 @@
 use crate::error::TrainError;
 use petal_core::head::PoolOrder;
 use petal_core::{BackboneConfig, HeadConfig};
-use petal_data::augment::{AugmentConfig, Padding};
+use petal_data::augment::AugmentConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -153,32 +153,11 @@ pub struct FineTuneConfig {
     pub patience: Option<usize>,
 
     // ---- augmentation ----
-    /// Training crop size and validation center-crop size.
-    pub image_size: usize,
-    /// Validation resize of the shorter side (unset: `image_size · 8 / 7`, 256 for 224).
+    /// Training augmentation; its `size` is also the validation center crop, its
+    /// `mean`/`std` the normalisation everywhere (`[augment]` in TOML).
+    pub augment: AugmentConfig,
+    /// Validation resize of the shorter side (unset: `augment.size · 8 / 7`, 256 for 224).
     pub resize: Option<usize>,
-    /// RandomResizedCrop area range.
-    pub scale: (f64, f64),
-    /// RandomResizedCrop aspect-ratio range.
-    pub ratio: (f64, f64),
-    /// RandomRotation range in degrees (±).
-    pub rotation: f64,
-    /// Horizontal flip probability.
-    pub flip: f64,
-    /// ColorJitter brightness.
-    pub brightness: f64,
-    /// ColorJitter contrast.
-    pub contrast: f64,
-    /// ColorJitter saturation.
-    pub saturation: f64,
-    /// ColorJitter hue (≤ 0.5).
-    pub hue: f64,
-    /// Rotation padding: `reflect`, or `fill` (black, like torchvision's RandomRotation).
-    pub padding: String,
-    /// Normalisation mean.
-    pub mean: [f32; 3],
-    /// Normalisation std.
-    pub std: [f32; 3],
 
     // ---- run ----
     /// Seed of everything random (init, split, order, augmentation, dropout).
@@ -224,19 +203,8 @@ impl Default for FineTuneConfig {
             warmup: 0.1,
             min_lr: 0.0,
             patience: None,
-            image_size: 224,
+            augment: AugmentConfig::default(),
             resize: None,
-            scale: (0.08, 1.0),
-            ratio: (3.0 / 4.0, 4.0 / 3.0),
-            rotation: 25.0,
-            flip: 0.5,
-            brightness: 0.2,
-            contrast: 0.2,
-            saturation: 0.2,
-            hue: 0.05,
-            padding: "fill".into(),
-            mean: petal_data::IMAGENET_MEAN,
-            std: petal_data::IMAGENET_STD,
             seed: 42,
             device: "auto".into(),
             precision: Precision::F32,
@@ -281,29 +249,12 @@ impl FineTuneConfig {
 
     /// The validation resize (shorter side).
     pub fn eval_resize(&self) -> usize {
-        self.resize.unwrap_or((self.image_size * 8).div_ceil(7))
+        self.resize.unwrap_or((self.augment.size * 8).div_ceil(7))
     }
 
     /// The training augmentation.
     pub fn augment_config(&self) -> AugmentConfig {
-        AugmentConfig {
-            size: self.image_size,
-            scale: (self.scale.0 as f32, self.scale.1 as f32),
-            ratio: (self.ratio.0 as f32, self.ratio.1 as f32),
-            rotation: self.rotation as f32,
-            flip: self.flip as f32,
-            brightness: self.brightness as f32,
-            contrast: self.contrast as f32,
-            saturation: self.saturation as f32,
-            hue: self.hue as f32,
-            padding: if self.padding == "reflect" {
-                Padding::Reflect
-            } else {
-                Padding::Fill([0, 0, 0])
-            },
-            mean: self.mean,
-            std: self.std,
-        }
+        self.augment.clone()
     }
 
     /// Checks ranges; the error names the field.
@@ -344,41 +295,49 @@ impl FineTuneConfig {
         if self.hidden.contains(&0) {
             return bad("hidden", "widths must be ≥ 1".into());
         }
-        if self.image_size < 8 {
-            return bad("image_size", format!("{} is too small", self.image_size));
+        let aug = &self.augment;
+        if aug.size < 8 {
+            return bad("augment.size", format!("{} is too small", aug.size));
         }
-        if self.eval_resize() < self.image_size {
+        if self.eval_resize() < aug.size {
             return bad(
                 "resize",
                 format!(
-                    "{} is smaller than image_size {}",
+                    "{} is smaller than the crop size {}",
                     self.eval_resize(),
-                    self.image_size
+                    aug.size
                 ),
             );
         }
-        let (s0, s1) = self.scale;
+        let (s0, s1) = aug.scale;
         if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
             return bad(
-                "scale",
+                "augment.scale",
                 format!("({s0}, {s1}) must satisfy 0 < min ≤ max ≤ 1"),
             );
         }
-        let (r0, r1) = self.ratio;
+        let (r0, r1) = aug.ratio;
         if !(r0 > 0.0 && r0 <= r1) {
-            return bad("ratio", format!("({r0}, {r1}) must satisfy 0 < min ≤ max"));
-        }
-        if !(0.0..=1.0).contains(&self.flip) {
-            return bad("flip", format!("{} is a probability", self.flip));
-        }
-        if !(0.0..=0.5).contains(&self.hue) {
-            return bad("hue", format!("{} must be in [0, 0.5]", self.hue));
-        }
-        if self.padding != "fill" && self.padding != "reflect" {
             return bad(
-                "padding",
-                format!("`{}`: use `fill` or `reflect`", self.padding),
+                "augment.ratio",
+                format!("({r0}, {r1}) must satisfy 0 < min ≤ max"),
             );
+        }
+        if !(0.0..=1.0).contains(&aug.flip) {
+            return bad("augment.flip", format!("{} is a probability", aug.flip));
+        }
+        if !(0.0..=0.5).contains(&aug.hue) {
+            return bad("augment.hue", format!("{} must be in [0, 0.5]", aug.hue));
+        }
+        for (name, v) in [
+            ("rotation", aug.rotation),
+            ("brightness", aug.brightness),
+            ("contrast", aug.contrast),
+            ("saturation", aug.saturation),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(&format!("augment.{name}"), format!("{v} must be ≥ 0"));
+            }
         }
         if self.data.is_none()
             && !(1..=petal_data::synthetic::MAX_CLASSES).contains(&self.synthetic.classes)

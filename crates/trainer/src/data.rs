@@ -131,9 +131,9 @@ pub fn loader(config: &FineTuneConfig, source: Source, train: bool) -> Loader {
 pub fn eval_transform(config: &FineTuneConfig) -> EvalTransform {
     EvalTransform {
         resize: config.eval_resize() as u32,
-        crop: config.image_size as u32,
-        mean: config.mean,
-        std: config.std,
+        crop: config.augment.size as u32,
+        mean: config.augment.mean,
+        std: config.augment.std,
     }
 }
 

@@ -56,104 +56,101 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// One named line of a panel.
+type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+
+/// A panel of lines over epochs `0.5 ..= x_max` with a legend.
+fn line_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    (lo, hi): (f64, f64),
+    x_max: f64,
+    series: Vec<Series>,
+    legend: SeriesLabelPosition,
+) -> Result<(), String> {
+    let e = |s: &dyn std::fmt::Display| s.to_string();
+    let mut c = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.5..x_max, lo..hi)
+        .map_err(|x| e(&x))?;
+    c.configure_mesh()
+        .x_desc("epoch")
+        .y_label_formatter(&|v| {
+            if hi < 0.01 {
+                format!("{v:.1e}")
+            } else {
+                format!("{v:.2}")
+            }
+        })
+        .draw()
+        .map_err(|x| e(&x))?;
+    let labelled = series.len() > 1;
+    for (name, color, points) in series {
+        let s = c
+            .draw_series(LineSeries::new(points, color.stroke_width(2)))
+            .map_err(|x| e(&x))?;
+        if labelled {
+            s.label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+    }
+    if labelled {
+        c.configure_series_labels()
+            .position(legend)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|x| e(&x))?;
+    }
+    Ok(())
+}
+
 /// `curves.png`: losses, accuracies and the head learning rate per epoch.
 pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
     if records.is_empty() {
         return Ok(());
     }
+    let x_max = records.len() as f64 + 0.5;
+    let line = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        records.iter().map(|r| (r.epoch as f64, f(r))).collect()
+    };
     render(path, (1500, 450), |root| {
         let panels = root.split_evenly((1, 3));
-        let x_max = records.len() as f64 + 0.5;
-        let e = |s: &dyn std::fmt::Display| s.to_string();
-        // Loss
-        let (lo, hi) = range(records.iter().flat_map(|r| [r.train_loss, r.valid_loss]));
-        let mut c = ChartBuilder::on(&panels[0])
-            .caption("loss", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.5..x_max, lo..hi)
-            .map_err(|x| e(&x))?;
-        c.configure_mesh()
-            .x_desc("epoch")
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (name, color, f) in [
-            (
-                "train",
-                BLUE,
-                (|r: &EpochRecord| r.train_loss) as fn(&EpochRecord) -> f64,
-            ),
-            ("valid", RED, |r: &EpochRecord| r.valid_loss),
-        ] {
-            c.draw_series(LineSeries::new(
-                records.iter().map(|r| (r.epoch as f64, f(r))),
-                color.stroke_width(2),
-            ))
-            .map_err(|x| e(&x))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-        }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x))?;
-        // Accuracy
-        let mut c = ChartBuilder::on(&panels[1])
-            .caption("accuracy", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(35)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.5..x_max, 0.0..1.0)
-            .map_err(|x| e(&x))?;
-        c.configure_mesh()
-            .x_desc("epoch")
-            .draw()
-            .map_err(|x| e(&x))?;
-        for (name, color, f) in [
-            (
-                "train top-1",
-                BLUE,
-                (|r: &EpochRecord| r.train_top1) as fn(&EpochRecord) -> f64,
-            ),
-            ("valid top-1", RED, |r: &EpochRecord| r.valid_top1),
-            ("valid top-5", GREEN, |r: &EpochRecord| r.valid_top5),
-        ] {
-            c.draw_series(LineSeries::new(
-                records.iter().map(|r| (r.epoch as f64, f(r))),
-                color.stroke_width(2),
-            ))
-            .map_err(|x| e(&x))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-        }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|x| e(&x))?;
-        // Learning rate
+        line_panel(
+            &panels[0],
+            "loss",
+            range(records.iter().flat_map(|r| [r.train_loss, r.valid_loss])),
+            x_max,
+            vec![
+                ("train", BLUE, line(|r| r.train_loss)),
+                ("valid", RED, line(|r| r.valid_loss)),
+            ],
+            SeriesLabelPosition::UpperRight,
+        )?;
+        line_panel(
+            &panels[1],
+            "accuracy",
+            (0.0, 1.0),
+            x_max,
+            vec![
+                ("train top-1", BLUE, line(|r| r.train_top1)),
+                ("valid top-1", RED, line(|r| r.valid_top1)),
+                ("valid top-5", GREEN, line(|r| r.valid_top5)),
+            ],
+            SeriesLabelPosition::LowerRight,
+        )?;
         let (lo, hi) = range(records.iter().map(|r| r.lr));
-        let mut c = ChartBuilder::on(&panels[2])
-            .caption("head learning rate (epoch end)", ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(35)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.5..x_max, lo.max(0.0)..hi)
-            .map_err(|x| e(&x))?;
-        c.configure_mesh()
-            .x_desc("epoch")
-            .y_label_formatter(&|v| format!("{v:.1e}"))
-            .draw()
-            .map_err(|x| e(&x))?;
-        c.draw_series(LineSeries::new(
-            records.iter().map(|r| (r.epoch as f64, r.lr)),
-            BLACK.stroke_width(2),
-        ))
-        .map_err(|x| e(&x))?;
-        Ok(())
+        line_panel(
+            &panels[2],
+            "head learning rate (epoch end)",
+            (lo.max(0.0), hi),
+            x_max,
+            vec![("lr", BLACK, line(|r| r.lr))],
+            SeriesLabelPosition::UpperRight,
+        )
     })
 }
 

@@ -752,7 +752,10 @@ mod tests {
             let want = (crate::metrics::cross_entropy(&logits[0], 2, eps)
                 + crate::metrics::cross_entropy(&logits[1], 0, eps))
                 / 2.0;
-            assert!((got as f64 - want).abs() < 1e-6, "eps {eps}: {got} vs {want}");
+            assert!(
+                (got as f64 - want).abs() < 1e-6,
+                "eps {eps}: {got} vs {want}"
+            );
         }
     }
 }

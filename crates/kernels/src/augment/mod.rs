@@ -64,6 +64,7 @@ pub const GRAY_WEIGHTS: [f32; 3] = [0.2989, 0.587, 0.114];
 
 /// What a sample point outside the source image takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Padding {
     /// A constant RGB colour (black by default, like `RandomRotation`'s `fill=0`).
     Fill([u8; 3]),
