@@ -21,7 +21,7 @@ use petal::data::augment::AugmentConfig;
 use petal::data::{DEFAULT_MAX_PIXELS, decode_rgb8};
 use petal::models::BackboneConfig;
 use petal::models::densenet::DenseNetConfig;
-use petal::trainer::{EvalOptions, FineTuneConfig, Split, SyntheticConfig, TrainOptions};
+use petal::trainer::{EvalOptions, FineTuneConfig, SyntheticConfig, TrainOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -125,14 +125,8 @@ fn main() -> anyhow::Result<()> {
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
 
     let report = petal::trainer::evaluate(&EvalOptions {
-        run: args.out.clone(),
-        data: None,
-        split: Split::Valid,
-        checkpoint: "best.ckpt".into(),
         worst: 3,
-        tta: false,
-        device: None,
-        batch_size: None,
+        ..EvalOptions::new(args.out.clone())
     })?;
     println!(
         "\nbest checkpoint on the validation set: top-1 {:.2}%, top-5 {:.2}% ({} images); training took {minutes:.1} min",

@@ -42,17 +42,7 @@ fn batch(sizes: &[(u32, u32)], seed: u64) -> PackedBatch {
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| {
-            if x.is_nan() || y.is_nan() {
-                f32::INFINITY
-            } else {
-                (x - y).abs()
-            }
-        })
-        .fold(0.0, f32::max)
+    crate::common::max_abs_err(a, b)
 }
 
 const ODD_SIZES: [(u32, u32); 6] = [(1, 1), (3, 500), (500, 3), (640, 427), (37, 29), (64, 64)];

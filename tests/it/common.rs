@@ -65,13 +65,9 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec_as::<f32>().unwrap()
 }
 
-/// max |a − b| / max |b|: the error relative to the reference's scale.
-pub fn max_rel_err(actual: &[f32], expected: &[f32]) -> f32 {
+/// max |a − b| (NaN on either side counts as infinite).
+pub fn max_abs_err(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "lengths differ");
-    let scale = expected
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
     actual
         .iter()
         .zip(expected)
@@ -83,7 +79,15 @@ pub fn max_rel_err(actual: &[f32], expected: &[f32]) -> f32 {
             }
         })
         .fold(0f32, f32::max)
-        / scale
+}
+
+/// max |a − b| / max |b|: the error relative to the reference's scale.
+pub fn max_rel_err(actual: &[f32], expected: &[f32]) -> f32 {
+    let scale = expected
+        .iter()
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .max(f32::MIN_POSITIVE);
+    max_abs_err(actual, expected) / scale
 }
 
 pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32, what: &str) {

@@ -10,7 +10,7 @@ use petal::trainer::checkpoint::Checkpoint;
 use petal::trainer::config::Schedule;
 use petal::trainer::metrics::read_metrics;
 use petal::trainer::schedule::{PhaseCurve, group_factor, phase_scheduler};
-use petal::trainer::{EvalOptions, FineTuneConfig, Split, StopReason, TrainOptions};
+use petal::trainer::{EvalOptions, FineTuneConfig, StopReason, TrainOptions};
 use petal_core::densenet::DenseNetConfig;
 use petal_core::{BackboneConfig, Classifier};
 use std::collections::BTreeMap;
@@ -238,14 +238,8 @@ fn fine_tune_recipe_on_a_folder() {
         })
         .unwrap();
     let report = petal::trainer::evaluate(&EvalOptions {
-        run: run.clone(),
-        data: None,
-        split: Split::Valid,
-        checkpoint: "best.ckpt".into(),
         worst: 3,
-        tta: false,
-        device: None,
-        batch_size: None,
+        ..EvalOptions::new(run.clone())
     })
     .unwrap();
     assert_eq!(report.images, 12);

@@ -98,6 +98,23 @@ pub struct EvalOptions {
     pub batch_size: Option<usize>,
 }
 
+impl EvalOptions {
+    /// The run's validation split with its best checkpoint, 10 worst predictions, no TTA,
+    /// the run's device and batch size.
+    pub fn new(run: impl Into<PathBuf>) -> Self {
+        Self {
+            run: run.into(),
+            data: None,
+            split: Split::Valid,
+            checkpoint: "best.ckpt".into(),
+            worst: 10,
+            tta: false,
+            device: None,
+            batch_size: None,
+        }
+    }
+}
+
 /// Reads a run's `config.json` and `classes.json`.
 pub fn read_run(run: &Path) -> Result<(FineTuneConfig, ClassList), TrainError> {
     if !run.join(files::CONFIG).is_file() {
