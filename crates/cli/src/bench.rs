@@ -617,7 +617,8 @@ fn cast_model(model: petal_core::Classifier, dtype: burn::tensor::DType) -> peta
             let dtype = self.0;
             param.map(|t| {
                 let grad = t.is_require_grad();
-                let t = t.detach().cast(dtype);
+                // Through the inner backend: a fresh leaf, not a node of the cast.
+                let t = t.inner().cast(dtype).autodiff();
                 if grad { t.require_grad() } else { t }
             })
         }
@@ -687,8 +688,8 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     let sync = |d: &Device| d.sync().expect("device sync");
     let mut peak_reserved = 0u64;
     let mut peak_in_use = 0u64;
-    // One step. `Mode::Step`: one host read at the end (the loss, as the trainer does
-    // now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
+    // One step. `Mode::Step`: one host read at the end (loss and hits, as the trainer
+    // does now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
     // logits after the step); `Mode::Phases`: a device sync after each phase, timed.
     #[derive(Clone, Copy, PartialEq)]
     enum Mode {
@@ -712,7 +713,18 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), &train_device);
         lap(&mut b.augment);
         let logits = model.forward(x);
-        let loss = cross_entropy_loss(logits.clone(), y, 0.0);
+        let loss = cross_entropy_loss(logits.clone(), y.clone(), 0.0);
+        let hits = logits
+            .clone()
+            .inner()
+            .argmax(1)
+            .reshape([n])
+            .equal(y.inner())
+            .int()
+            .sum()
+            .float()
+            .cast(dtype);
+        let metrics = Tensor::cat(vec![loss.clone().inner().reshape([1]), hits], 0);
         if mode == Mode::OldSyncs {
             drop(loss.clone().into_data());
         }
@@ -726,33 +738,49 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         let model = optim.step(config.lr, model, grads);
         if mode == Mode::OldSyncs {
             drop(logits.inner().into_data());
+        } else {
+            // The trainer's end-of-step read: loss and hits in one small tensor (syncs the
+            // device).
+            drop(metrics.into_data());
         }
-        // The end-of-step read: the loss value (syncs the device).
-        drop(loss.inner().into_data());
         lap(&mut b.optimizer);
         (model, b)
     };
-    let step_ms = |model: &mut Option<petal_core::Classifier>,
-                   run: &mut dyn FnMut(
-        petal_core::Classifier,
-        Mode,
-    ) -> (petal_core::Classifier, Breakdown),
-                   mode: Mode,
-                   what: &str| {
-        eprintln!(
-            "  {what}: {} warm-up + {} timed steps…",
-            args.warmup, args.runs
-        );
-        median_ms(args.warmup, args.runs, || {
-            let (m, _) = run(model.take().expect("model"), mode);
-            *model = Some(m);
-        })
-    };
+    // Warm-up in every measured mode first; then, with `--compare-syncs`, the two modes
+    // alternate step by step, so late autotuning or shader compilation (and machine load)
+    // hits both alike.
     let mut model = Some(model);
-    let ms = step_ms(&mut model, &mut run, Mode::Step, "train step");
-    let old_ms = args
-        .compare_syncs
-        .then(|| step_ms(&mut model, &mut run, Mode::OldSyncs, "former trainer syncs"));
+    let modes: &[Mode] = if args.compare_syncs {
+        &[Mode::Step, Mode::OldSyncs]
+    } else {
+        &[Mode::Step]
+    };
+    eprintln!(
+        "  train step: {} warm-up + {} timed steps per mode…",
+        args.warmup, args.runs
+    );
+    for &mode in modes {
+        for _ in 0..args.warmup {
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for _ in 0..args.runs {
+        for (i, &mode) in modes.iter().enumerate() {
+            let t = Instant::now();
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+            times[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let mut times = times.into_iter().map(median);
+    let ms = times.next().expect("the step");
+    let old_ms = times.next();
     let breakdown = args.breakdown.then(|| {
         eprintln!("  phases (synced): {} steps…", args.runs);
         let mut all: Vec<Breakdown> = (0..args.runs)
@@ -773,7 +801,6 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
             optimizer: med(|b| b.optimizer, &mut all),
         }
     });
-    drop(run);
     let (peak, source, in_use) = if selected.is_wgpu {
         (
             Some(peak_reserved),
