@@ -19,6 +19,87 @@ pub enum BenchCommand {
     Data(DataArgs),
     /// Fused augmentation kernel vs the same pipeline in stock Burn ops vs the CPU reference.
     Augment(AugmentArgs),
+    /// Steady-state images/s of a full fine-tune step (augmentation, forward, loss,
+    /// backward, AdamW step).
+    TrainStep(TrainStepArgs),
+}
+
+/// Arguments of `petal bench train-step`.
+#[derive(Args, Debug)]
+pub struct TrainStepArgs {
+    /// Architecture: densenet121, densenet161, densenet169, densenet201, mobilenet_v2.
+    #[arg(long, default_value = "densenet121")]
+    arch: String,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Training image side.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
+    /// f32, or f16 (parameters, activations and optimizer in f16; wgpu adapters only).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Device: cpu (Flex), wgpu, vulkan, metal, dx12 or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Classes of the head.
+    #[arg(long, default_value_t = 102)]
+    classes: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed warm-up steps (autotune, shader compilation, pool growth).
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Also time each phase (augment, forward+loss, backward, optimizer) with a device sync
+    /// after each; reported as extra fields (the synced phases add up to more than a step).
+    #[arg(long)]
+    breakdown: bool,
+    /// Also time the step with the trainer's former host reads (the loss read before the
+    /// backward pass, the logits read after the step) for a before/after comparison.
+    #[arg(long)]
+    compare_syncs: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct TrainStepReport {
+    engine: &'static str,
+    arch: String,
+    device: String,
+    precision: String,
+    batch: usize,
+    image_size: usize,
+    classes: usize,
+    source: String,
+    runs: usize,
+    warmup: usize,
+    cpu_threads: usize,
+    /// Images per second of the median step.
+    ips: f64,
+    /// Median step time.
+    step_ms: f64,
+    /// Peak memory (bytes), `null` where nothing reports it.
+    peak_mem_bytes: Option<u64>,
+    /// What `peak_mem_bytes` measures.
+    peak_mem_source: String,
+    /// Most bytes in live allocations seen at the sampled points (after backward), wgpu only.
+    peak_in_use_bytes: Option<u64>,
+    /// The median step with the trainer's former per-step host reads (`--compare-syncs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_old_syncs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown_ms: Option<Breakdown>,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+struct Breakdown {
+    augment: f64,
+    forward_loss: f64,
+    backward: f64,
+    optimizer: f64,
 }
 
 /// Arguments of `petal bench augment`.
@@ -161,6 +242,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Pool(args) => pool(args),
         BenchCommand::Data(args) => data(args),
         BenchCommand::Augment(args) => augment(args),
+        BenchCommand::TrainStep(args) => train_step(args),
     }
 }
 
@@ -499,4 +581,292 @@ fn rayon_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
+}
+
+/// Memory the device's CubeCL client reports: (bytes reserved, bytes in use); `None` off
+/// CubeCL (Flex).
+fn cube_memory(device: &Device) -> Option<(u64, u64)> {
+    use burn::backend::DispatchDevice;
+    match device.clone().inner().as_dispatch() {
+        DispatchDevice::Cube(d) => {
+            let u = d
+                .client()
+                .memory_report(burn::cubecl::MemoryScope::Device)
+                .usage();
+            Some((u.bytes_reserved, u.bytes_in_use))
+        }
+        _ => None,
+    }
+}
+
+/// The process's peak resident set (VmHWM), Linux only.
+fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `model` with every float tensor (parameters, BatchNorm statistics) cast to `dtype`;
+/// parameters that required gradients stay trainable leaves.
+fn cast_model(model: petal_core::Classifier, dtype: burn::tensor::DType) -> petal_core::Classifier {
+    use burn::module::{ModuleMapper, Param};
+    struct Cast(burn::tensor::DType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            param.map(|t| {
+                let grad = t.is_require_grad();
+                // Through the inner backend: a fresh leaf, not a node of the cast.
+                let t = t.inner().cast(dtype).autodiff();
+                if grad { t.require_grad() } else { t }
+            })
+        }
+    }
+    model.map(&mut Cast(dtype))
+}
+
+fn train_step(args: TrainStepArgs) -> Result<i32> {
+    use burn::optim::GradientsParams;
+    use burn::tensor::DType;
+    use petal_core::{BackboneConfig, ClassifierConfig, HeadConfig};
+    use petal_data::augment::Pipeline;
+    use petal_data::{PackedBatch, SyntheticFlowers};
+    use petal_trainer::FineTuneConfig;
+    use petal_trainer::optim::build_optimizer;
+    use petal_trainer::train::cross_entropy_loss;
+
+    if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
+        bail!("--runs, --batch, --image-size and --classes must be at least 1");
+    }
+    let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
+    if let Some(n) = &selected.notice {
+        eprintln!("{n}");
+    }
+    let device = selected.device.clone();
+    let dtype = match args.precision.as_str() {
+        "f32" => DType::F32,
+        "f16" if selected.is_wgpu => DType::F16,
+        "f16" => bail!(
+            "--precision f16: {} has no f16 training path (use a wgpu device)",
+            selected.description
+        ),
+        other => bail!("--precision {other}: expected f32 or f16"),
+    };
+    let train_device = device.clone().autodiff();
+    let config = FineTuneConfig {
+        arch: args.arch.clone(),
+        image_size: args.image_size,
+        batch_size: args.batch,
+        ..FineTuneConfig::default()
+    };
+    let model_config = ClassifierConfig::new(
+        BackboneConfig::from_name(&args.arch)?,
+        HeadConfig::seed(),
+        args.classes,
+    );
+    let mut model = model_config.init(&train_device);
+    if dtype != DType::F32 {
+        model = cast_model(model, dtype);
+    }
+    let mut optim = build_optimizer(&config, &model);
+    // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
+    let flowers = SyntheticFlowers::new(10, 500, 0);
+    let mut batch = PackedBatch::default();
+    for i in 0..args.batch {
+        let img =
+            image::imageops::crop_imm(&flowers.sample(i as u64).0, 0, 62, 500, 375).to_image();
+        batch.offsets.push(batch.data.len());
+        batch.sizes.push((500, 375));
+        batch.data.extend_from_slice(img.as_raw());
+        batch.labels.push(i % args.classes);
+        batch.indices.push(i);
+    }
+    let pipe = Pipeline::train(config.augment_config(), config.seed);
+    let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+    let n = args.batch;
+    let sync = |d: &Device| d.sync().expect("device sync");
+    let mut peak_reserved = 0u64;
+    let mut peak_in_use = 0u64;
+    // One step. `Mode::Step`: one host read at the end (loss and hits, as the trainer
+    // does now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
+    // logits after the step); `Mode::Phases`: a device sync after each phase, timed.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mode {
+        Step,
+        OldSyncs,
+        Phases,
+    }
+    let mut epoch = 0u64;
+    let mut run = |model: petal_core::Classifier, mode: Mode| {
+        epoch += 1;
+        let mut b = Breakdown::default();
+        let mut t = Instant::now();
+        let mut lap = |b: &mut f64| {
+            if mode == Mode::Phases {
+                sync(&device);
+                *b = t.elapsed().as_secs_f64() * 1e3;
+                t = Instant::now();
+            }
+        };
+        let x = pipe.apply_as(&batch, epoch, dtype, &train_device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(labels.clone(), [n]), &train_device);
+        lap(&mut b.augment);
+        let logits = model.forward(x);
+        let loss = cross_entropy_loss(logits.clone(), y.clone(), 0.0);
+        let hits = logits
+            .clone()
+            .inner()
+            .argmax(1)
+            .reshape([n])
+            .equal(y.inner())
+            .int()
+            .sum()
+            .float()
+            .cast(dtype);
+        let metrics = Tensor::cat(vec![loss.clone().inner().reshape([1]), hits], 0);
+        if mode == Mode::OldSyncs {
+            drop(loss.clone().into_data());
+        }
+        lap(&mut b.forward_loss);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        lap(&mut b.backward);
+        if let Some((r, u)) = cube_memory(&device) {
+            peak_reserved = peak_reserved.max(r);
+            peak_in_use = peak_in_use.max(u);
+        }
+        let model = optim.step(config.lr, model, grads);
+        if mode == Mode::OldSyncs {
+            drop(logits.inner().into_data());
+        } else {
+            // The trainer's end-of-step read: loss and hits in one small tensor (syncs the
+            // device).
+            drop(metrics.into_data());
+        }
+        lap(&mut b.optimizer);
+        (model, b)
+    };
+    // Warm-up in every measured mode first; then, with `--compare-syncs`, the two modes
+    // alternate step by step, so late autotuning or shader compilation (and machine load)
+    // hits both alike.
+    let mut model = Some(model);
+    let modes: &[Mode] = if args.compare_syncs {
+        &[Mode::Step, Mode::OldSyncs]
+    } else {
+        &[Mode::Step]
+    };
+    eprintln!(
+        "  train step: {} warm-up + {} timed steps per mode…",
+        args.warmup, args.runs
+    );
+    for &mode in modes {
+        for _ in 0..args.warmup {
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for _ in 0..args.runs {
+        for (i, &mode) in modes.iter().enumerate() {
+            let t = Instant::now();
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+            times[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let mut times = times.into_iter().map(median);
+    let ms = times.next().expect("the step");
+    let old_ms = times.next();
+    let breakdown = args.breakdown.then(|| {
+        eprintln!("  phases (synced): {} steps…", args.runs);
+        let mut all: Vec<Breakdown> = (0..args.runs)
+            .map(|_| {
+                let (m, b) = run(model.take().expect("model"), Mode::Phases);
+                model = Some(m);
+                b
+            })
+            .collect();
+        let med = |f: fn(&Breakdown) -> f64, all: &mut Vec<Breakdown>| {
+            all.sort_by(|a, b| f(a).total_cmp(&f(b)));
+            f(&all[all.len() / 2])
+        };
+        Breakdown {
+            augment: med(|b| b.augment, &mut all),
+            forward_loss: med(|b| b.forward_loss, &mut all),
+            backward: med(|b| b.backward, &mut all),
+            optimizer: med(|b| b.optimizer, &mut all),
+        }
+    });
+    let (peak, source, in_use) = if selected.is_wgpu {
+        (
+            Some(peak_reserved),
+            "CubeCL memory report: most bytes reserved by the device's memory pools (sampled after backward)".to_string(),
+            Some(peak_in_use),
+        )
+    } else {
+        (
+            peak_rss_bytes(),
+            "process peak RSS (VmHWM): Flex keeps tensors in host memory".to_string(),
+            None,
+        )
+    };
+    let report = TrainStepReport {
+        engine: "petal",
+        arch: args.arch.clone(),
+        device: selected.description.clone(),
+        precision: args.precision.clone(),
+        batch: n,
+        image_size: args.image_size,
+        classes: args.classes,
+        source: "synthetic flowers 500×375 (RGB8), augmented on the device".to_string(),
+        runs: args.runs,
+        warmup: args.warmup,
+        cpu_threads: rayon_threads(),
+        ips: n as f64 / (ms / 1e3),
+        step_ms: ms,
+        peak_mem_bytes: peak,
+        peak_mem_source: source,
+        peak_in_use_bytes: in_use,
+        step_ms_old_syncs: old_ms,
+        breakdown_ms: breakdown,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "train step: {} batch {} at {}² ({}) on {} (median of {} after {} warm-up)",
+            report.arch,
+            n,
+            args.image_size,
+            report.precision,
+            report.device,
+            args.runs,
+            args.warmup
+        );
+        println!("  step: {:>10.1} ms  {:>9.2} images/s", ms, report.ips);
+        if let Some(p) = peak {
+            println!(
+                "  peak memory: {:.1} MiB ({})",
+                p as f64 / 1048576.0,
+                report.peak_mem_source
+            );
+        }
+        if let Some(o) = old_ms {
+            println!(
+                "  with the former trainer syncs: {o:.1} ms ({:.3}x)",
+                o / ms
+            );
+        }
+        if let Some(b) = breakdown {
+            println!(
+                "  phases (synced): augment {:.1} ms, forward+loss {:.1} ms, backward {:.1} ms, optimizer {:.1} ms",
+                b.augment, b.forward_loss, b.backward, b.optimizer
+            );
+        }
+    }
+    Ok(0)
 }

@@ -376,6 +376,56 @@ fn bench_augment_reports_the_contract_fields() {
 }
 
 #[test]
+fn bench_train_step_reports_the_contract_fields() {
+    // A tiny shape on Flex (mobilenet_v2 at 32², batch 2): the contract fields only.
+    let out = petal(&[
+        "bench",
+        "train-step",
+        "--arch",
+        "mobilenet_v2",
+        "--batch",
+        "2",
+        "--image-size",
+        "32",
+        "--device",
+        "cpu",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--breakdown",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in ["ips", "step_ms"] {
+        assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
+    }
+    // Flex reports the process's peak RSS; the field is present (a number or null).
+    assert!(v.get("peak_mem_bytes").is_some(), "{v}");
+    assert!(v["breakdown_ms"]["backward"].as_f64().unwrap() > 0.0, "{v}");
+    // f16 needs a wgpu device: refused on Flex with a message.
+    let out = petal(&[
+        "bench",
+        "train-step",
+        "--device",
+        "cpu",
+        "--precision",
+        "f16",
+        "--batch",
+        "1",
+        "--image-size",
+        "32",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f16"));
+}
+
+#[test]
 fn augment_preview_writes_a_grid_and_prints_the_parameters() {
     let dir = tmpdir("augment-preview");
     let png = dir.join("grid.png");

@@ -497,33 +497,44 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
             let logits = model.forward(x);
-            let loss = cross_entropy_loss(logits.clone(), y, config.label_smoothing);
-            let loss_v: f32 = loss.clone().into_scalar();
+            let loss = cross_entropy_loss(logits.clone(), y.clone(), config.label_smoothing);
+            // The step's metrics stay on the device until the optimizer step is queued:
+            // one small read per step instead of a read of the loss before the backward
+            // pass (a host sync mid-step) and of the whole logits after it.
+            let hits = logits
+                .inner()
+                .argmax(1)
+                .reshape([n])
+                .equal(y.inner())
+                .int()
+                .sum()
+                .float();
+            let metrics = Tensor::cat(vec![loss.clone().inner().reshape([1]), hits], 0);
             let lrs = st.scheduler.step();
-            if !loss_v.is_finite() {
-                bar.finish();
-                return Err(TrainError::NonFinite {
-                    loss: loss_v,
-                    step: state.global_step,
-                    epoch: epoch + 1,
-                    lr: lrs.base(),
-                });
-            }
+            let lr_base = lrs.base();
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             if let Some(max) = config.grad_clip {
                 clip_grad_norm(&model, &mut grads, max);
             }
             last_lrs = lr_of(&lrs);
             model = st.optim.step(lrs, model, grads);
-            let lv: Vec<f32> = logits
-                .inner()
+            let mv: Vec<f32> = metrics
                 .into_data()
+                .convert::<f32>()
                 .try_to_vec::<f32>()
-                .expect("f32 logits");
-            for i in 0..n {
-                let row = &lv[i * num_classes..(i + 1) * num_classes];
-                correct += (crate::metrics::argmax(row) == batch.labels[i]) as u64;
+                .expect("f32 metrics");
+            let loss_v = mv[0];
+            if !loss_v.is_finite() {
+                // Nothing of this step is saved: the run ends here, as before.
+                bar.finish();
+                return Err(TrainError::NonFinite {
+                    loss: loss_v,
+                    step: state.global_step,
+                    epoch: epoch + 1,
+                    lr: lr_base,
+                });
             }
+            correct += mv[1] as u64;
             loss_sum += loss_v as f64 * n as f64;
             seen += n as u64;
             imgs_this_run += n as u64;

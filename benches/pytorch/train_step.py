@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""The fine-tune step of `petal bench train-step`, in PyTorch/torchvision.
+
+One step: augmentation of uint8 images on the training device (torchvision.transforms.v2,
+per sample: RandomResizedCrop, RandomRotation 25, ColorJitter, horizontal flip, Normalize)
+-> forward (torchvision `features` + petal's seed concat-pool head) -> cross-entropy ->
+backward -> AdamW (lr 2e-3, wd 0.01 on weights only, betas (0.9, 0.99), eps 1e-5).
+Prints the median step after warm-up (the device synchronised: the loss is read back, and
+on CUDA torch.cuda.synchronize()), as JSON with the fields of petal's bench:
+`ips`, `step_ms`, `peak_mem_bytes` (+ descriptive fields).
+
+peak_mem_bytes: torch.cuda.max_memory_allocated() on CUDA (over the timed steps);
+on the CPU the process's peak RSS (ru_maxrss), which includes the Python runtime.
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from torchvision.transforms import v2
+
+MEAN = [0.485, 0.456, 0.406]
+STD = [0.229, 0.224, 0.225]
+
+
+class ConcatPoolHead(nn.Module):
+    """petal's seed head: avg ‖ max pool -> BN -> Dropout -> Linear -> ReLU -> BN -> Dropout
+    -> Linear."""
+
+    def __init__(self, features, classes, hidden=1024, p=0.35):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.BatchNorm1d(2 * features), nn.Dropout(p), nn.Linear(2 * features, hidden),
+            nn.ReLU(inplace=True), nn.BatchNorm1d(hidden), nn.Dropout(p),
+            nn.Linear(hidden, classes))
+
+    def forward(self, x):
+        x = torch.cat([F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)], 1)
+        return self.body(torch.flatten(x, 1))
+
+
+class Classifier(nn.Module):
+    def __init__(self, arch, classes):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=None)
+        self.features = net.features
+        # torchvision's DenseNet applies the final ReLU in forward(), after `features`.
+        self.relu = arch.startswith("densenet")
+        with torch.no_grad():
+            n = self.features(torch.zeros(1, 3, 64, 64)).shape[1]
+        self.head = ConcatPoolHead(n, classes)
+
+    def forward(self, x):
+        x = self.features(x)
+        if self.relu:
+            x = F.relu(x, inplace=True)
+        return self.head(x)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="densenet121",
+                    help="densenet121|densenet161|densenet169|densenet201|mobilenet_v2")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--precision", default="f32", choices=["f32", "f16"],
+                    help="f16: torch.autocast(float16) + GradScaler (CUDA only)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--classes", type=int, default=102)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="torch.set_num_threads (default: all cores)")
+    ap.add_argument("--tf32", default="default", choices=["default", "on", "off"],
+                    help="CUDA TF32: PyTorch's defaults (cuDNN convs on, matmul off), all on, "
+                         "or all off")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if a.precision == "f16" and not cuda:
+        raise SystemExit("--precision f16 needs --device cuda")
+    if cuda and a.tf32 != "default":
+        on = a.tf32 == "on"
+        torch.backends.cuda.matmul.allow_tf32 = on
+        torch.backends.cudnn.allow_tf32 = on
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+
+    model = Classifier(a.arch, a.classes).to(dev).train()
+    mf = torch.channels_last if a.channels_last else torch.contiguous_format
+    model = model.to(memory_format=mf)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=2e-3, betas=(0.9, 0.99), eps=1e-5)
+    scaler = torch.amp.GradScaler("cuda", enabled=a.precision == "f16")
+
+    aug = v2.Compose([
+        v2.RandomResizedCrop(a.image_size, scale=(0.08, 1.0), antialias=True),
+        v2.RandomRotation(25),
+        v2.ColorJitter(0.2, 0.2, 0.2, 0.05),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(MEAN, STD),
+    ])
+    # Sources: uint8 500x375 images, already on the device (petal uploads its packed
+    # batch each step; here the upload is left out, in PyTorch's favour).
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (a.batch, 3, 375, 500), dtype=torch.uint8, generator=g).to(dev)
+    labels = (torch.arange(a.batch) % a.classes).to(dev)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def step():
+        x = torch.stack([aug(images[i]) for i in range(a.batch)]).contiguous(memory_format=mf)
+        with torch.autocast(dev.type, dtype=torch.float16, enabled=a.precision == "f16"):
+            loss = F.cross_entropy(model(x), labels)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        loss.item()
+        sync()
+
+    for _ in range(a.warmup):
+        step()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(a.runs):
+        t = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t) * 1e3)
+    ms = statistics.median(times)
+    if cuda:
+        peak = torch.cuda.max_memory_allocated()
+        peak_src = "torch.cuda.max_memory_allocated (timed steps)"
+        dev_name = torch.cuda.get_device_name(dev)
+        tf32 = {"cudnn_conv": torch.backends.cudnn.allow_tf32,
+                "matmul": torch.backends.cuda.matmul.allow_tf32}
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak_src = "process peak RSS (ru_maxrss), Python runtime included"
+        dev_name = "cpu"
+        tf32 = None
+    out = {
+        "engine": "pytorch",
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "arch": a.arch,
+        "device": dev_name,
+        "precision": a.precision if a.precision == "f16" else "f32",
+        "tf32": tf32,
+        "channels_last": a.channels_last,
+        "batch": a.batch,
+        "image_size": a.image_size,
+        "classes": a.classes,
+        "threads": torch.get_num_threads(),
+        "source": "random uint8 500x375 on the device, transforms.v2 per sample",
+        "runs": a.runs,
+        "warmup": a.warmup,
+        "ips": a.batch / (ms / 1e3),
+        "step_ms": ms,
+        "peak_mem_bytes": peak,
+        "peak_mem_source": peak_src,
+    }
+    if a.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"pytorch {a.arch} batch {a.batch} at {a.image_size}^2 on {dev_name}: "
+              f"{ms:.1f} ms/step, {out['ips']:.2f} images/s, peak {peak / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
