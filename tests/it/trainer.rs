@@ -400,4 +400,22 @@ fn fine_tune_smoke_wgpu() {
         );
     }
     assert!(root.join("run/best.ckpt").is_file());
+
+    // --precision f16: parameters, activations and AdamW state in f16; the checkpoint
+    // records it and reloads (widened to f32) for evaluation.
+    let f16 = FineTuneConfig {
+        precision: petal::trainer::Precision::F16,
+        epochs: 0,
+        ..config
+    };
+    let mut opts = TrainOptions::new(root.join("run16"));
+    opts.verbose = false;
+    let out = petal::trainer::train(&f16, &opts).unwrap();
+    assert!(out.records[0].train_loss.is_finite(), "{:?}", out.records);
+    let ckpt = Checkpoint::read(&root.join("run16/last.ckpt")).unwrap();
+    assert!(ckpt.header.f16);
+    // Evaluated in f32 from the f16 weights: the same images, at most one prediction moved.
+    let report = petal::trainer::evaluate(&EvalOptions::new(root.join("run16"))).unwrap();
+    assert_eq!(report.images, 6);
+    assert!((report.top1 - out.records[0].valid_top1).abs() <= 1.0 / 6.0 + 1e-9);
 }

@@ -607,25 +607,6 @@ fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// `model` with every float tensor (parameters, BatchNorm statistics) cast to `dtype`;
-/// parameters that required gradients stay trainable leaves.
-fn cast_model(model: petal_core::Classifier, dtype: burn::tensor::DType) -> petal_core::Classifier {
-    use burn::module::{ModuleMapper, Param};
-    struct Cast(burn::tensor::DType);
-    impl ModuleMapper for Cast {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let dtype = self.0;
-            param.map(|t| {
-                let grad = t.is_require_grad();
-                // Through the inner backend: a fresh leaf, not a node of the cast.
-                let t = t.inner().cast(dtype).autodiff();
-                if grad { t.require_grad() } else { t }
-            })
-        }
-    }
-    model.map(&mut Cast(dtype))
-}
-
 fn train_step(args: TrainStepArgs) -> Result<i32> {
     use burn::optim::GradientsParams;
     use burn::tensor::DType;
@@ -633,7 +614,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     use petal_data::augment::Pipeline;
     use petal_data::{PackedBatch, SyntheticFlowers};
     use petal_trainer::FineTuneConfig;
-    use petal_trainer::optim::build_optimizer;
+    use petal_trainer::optim::{build_optimizer, cast_model};
     use petal_trainer::train::cross_entropy_loss;
 
     if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
@@ -656,7 +637,10 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     let train_device = device.clone().autodiff();
     let config = FineTuneConfig {
         arch: args.arch.clone(),
-        image_size: args.image_size,
+        augment: petal_data::augment::AugmentConfig {
+            size: args.image_size,
+            ..Default::default()
+        },
         batch_size: args.batch,
         ..FineTuneConfig::default()
     };

@@ -8,8 +8,9 @@
 //! sees the old checkpoint or the new one, never a torn one.
 
 use crate::error::TrainError;
+use crate::optim::cast_model;
 use burn::store::{BurnpackStore, ModuleSnapshot};
-use burn::tensor::{Bytes, Device};
+use burn::tensor::{Bytes, DType, Device};
 use petal_core::{Classifier, ClassifierConfig};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -50,6 +51,9 @@ pub struct Header {
     pub model: ClassifierConfig,
     /// Progress.
     pub state: TrainState,
+    /// Whether the weights are stored in f16 (`--precision f16` runs).
+    #[serde(default)]
+    pub f16: bool,
     /// Section names and byte lengths, in file order.
     pub sections: Vec<(String, u64)>,
 }
@@ -93,6 +97,7 @@ impl Checkpoint {
                 format: FORMAT,
                 model: config.clone(),
                 state,
+                f16: crate::optim::model_dtype(model) == DType::F16,
                 sections: sections
                     .iter()
                     .map(|(n, b)| (n.clone(), b.len() as u64))
@@ -176,12 +181,16 @@ impl Checkpoint {
         Ok(Self { header, sections })
     }
 
-    /// Builds the model on `device` and loads the weights (every tensor must match).
+    /// Builds the model on `device` and loads the weights (every tensor must match), in the
+    /// dtype they were saved in.
     pub fn load_model(&self, path: &Path, device: &Device) -> Result<Classifier, TrainError> {
         let bytes = self
             .section("model")
             .ok_or_else(|| TrainError::checkpoint(path, "no `model` section"))?;
         let mut model = self.header.model.init(device);
+        if self.header.f16 {
+            model = cast_model(model, DType::F16);
+        }
         let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec())));
         let result = model
             .load_from(&mut store)
@@ -205,12 +214,13 @@ impl Checkpoint {
     }
 }
 
-/// Reads only the model of a checkpoint, with its config.
+/// Reads only the model of a checkpoint, with its config, in f32 (an f16 run's weights are
+/// widened).
 pub fn load_checkpoint_model(
     path: &Path,
     device: &Device,
 ) -> Result<(Classifier, ClassifierConfig), TrainError> {
     let ckpt = Checkpoint::read(path)?;
-    let model = ckpt.load_model(path, device)?;
+    let model = cast_model(ckpt.load_model(path, device)?, DType::F32);
     Ok((model, ckpt.header.model.clone()))
 }

@@ -109,6 +109,7 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
         Some(w) => petal_core::weights::load_pretrained_backbone(w, &mconf, &train_device)?.0,
         None => mconf.init(&train_device),
     };
+    crate::optim::initialize_now(&model);
     let groups = model.layer_groups();
     let mut model = set_trainable(model, &groups, 1, config.train_bn);
     let mut optim = build_optimizer(config, &model);

@@ -2,9 +2,9 @@
 //! which parameters train in each phase, and global gradient-norm clipping.
 
 use crate::config::FineTuneConfig;
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use petal_core::{Classifier, LayerGroup};
 
 fn adamw(config: &FineTuneConfig, wd: f64) -> AdamWConfig {
@@ -137,4 +137,57 @@ pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_nor
     }
     model.visit(&mut Scale { grads, scale });
     norm
+}
+
+/// `model` with every float tensor (parameters, BatchNorm statistics) cast to `dtype`.
+/// Parameters that required gradients stay trainable leaves (the cast goes through the
+/// inner backend, so it is not a node of any graph); a model off autodiff stays off it.
+pub fn cast_model(model: Classifier, dtype: DType) -> Classifier {
+    struct Cast(DType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            param.map(|t| {
+                if t.dtype() == dtype {
+                    return t;
+                }
+                let (grad, ad) = (t.is_require_grad(), t.is_autodiff());
+                let c = t.inner().cast(dtype);
+                match (ad, grad) {
+                    (true, true) => c.autodiff().require_grad(),
+                    (true, false) => c.autodiff(),
+                    _ => c,
+                }
+            })
+        }
+    }
+    model.map(&mut Cast(dtype))
+}
+
+/// The float dtype of `model`'s first parameter (all share one after [`cast_model`]).
+pub fn model_dtype<M: Module>(model: &M) -> DType {
+    struct First(Option<DType>);
+    impl ModuleVisitor for First {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.0.is_none() {
+                self.0 = Some(param.val().dtype());
+            }
+        }
+    }
+    let mut f = First(None);
+    model.visit(&mut f);
+    f.0.unwrap_or(DType::F32)
+}
+
+/// Initialises every lazily-initialised parameter of `model` now, in module order, so the
+/// random initialisation depends only on the device seed set just before (and not on when
+/// each parameter is first used).
+pub fn initialize_now<M: Module>(model: &M) {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            drop(param.val());
+        }
+    }
+    model.visit(&mut Touch);
 }

@@ -9,7 +9,9 @@ use crate::error::TrainError;
 use crate::metrics::{
     EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics,
 };
-use crate::optim::{build_optimizer, clip_grad_norm, set_trainable};
+use crate::optim::{
+    build_optimizer, cast_model, clip_grad_norm, initialize_now, model_dtype, set_trainable,
+};
 use crate::plot;
 use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
 use burn::module::{Module, ParamId};
@@ -17,7 +19,7 @@ use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Bytes, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bytes, DType, Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use petal_core::device::{DeviceChoice, select_device};
 use petal_core::{Classifier, ClassifierConfig};
@@ -176,14 +178,19 @@ pub fn predict_loader(
     mut each: impl FnMut(&[f32], usize, usize),
 ) {
     let model = model.valid();
+    let dtype = model_dtype(&model);
     for batch in loader.epoch(0) {
         let k = model.num_classes();
-        let mut logits = model.forward(data::eval_batch(transform, &batch, false, device));
+        let input = |flip| data::eval_batch(transform, &batch, flip, device).cast(dtype);
+        let mut logits = model.forward(input(false));
         if tta {
-            let flipped = model.forward(data::eval_batch(transform, &batch, true, device));
-            logits = (logits + flipped).div_scalar(2.0);
+            logits = (logits + model.forward(input(true))).div_scalar(2.0);
         }
-        let v: Vec<f32> = logits.into_data().try_to_vec::<f32>().expect("f32 logits");
+        let v: Vec<f32> = logits
+            .cast(DType::F32)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 logits");
         for i in 0..batch.len() {
             each(&v[i * k..(i + 1) * k], batch.labels[i], batch.indices[i]);
         }
@@ -243,14 +250,20 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
     };
 
     let (device, device_name) = device_of(config)?;
-    if config.precision == Precision::F16 {
-        return Err(TrainError::Config {
-            what: "`precision`".into(),
-            reason: "f16 training is not implemented yet (the f16 kernels exist; mixed-precision \
-                     master weights do not): use --precision f32"
-                .into(),
-        });
-    }
+    let dtype = match config.precision {
+        Precision::F32 => DType::F32,
+        Precision::F16 if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) => {
+            DType::F16
+        }
+        Precision::F16 => {
+            return Err(TrainError::Config {
+                what: "`precision`".into(),
+                reason: format!(
+                    "f16 training needs a wgpu adapter; {device_name} trains in f32 (use --precision f32)"
+                ),
+            });
+        }
+    };
     let train_device = device.clone().autodiff();
 
     let data = data::open(config, None)?;
@@ -323,6 +336,14 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             }
         }
     };
+    // Parameters are lazy: initialise them all now, from `config.seed` alone.
+    initialize_now(&model);
+
+    if model_dtype(&model) != dtype {
+        // Parameters, BatchNorm statistics, activations and AdamW state all in f16 (no f32
+        // master copy): halves memory and bandwidth; the loss is read back in f32.
+        model = cast_model(model, dtype);
+    }
 
     let mut state = resume
         .as_ref()
@@ -493,7 +514,7 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             let b = b + skip;
             train_device.seed(mix(config.seed, state.global_step));
             let n = batch.len();
-            let x = pipeline.apply(&batch, epoch as u64, &train_device);
+            let x = pipeline.apply_as(&batch, epoch as u64, dtype, &train_device);
             let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
             let logits = model.forward(x);
@@ -509,7 +530,10 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
                 .int()
                 .sum()
                 .float();
-            let metrics = Tensor::cat(vec![loss.clone().inner().reshape([1]), hits], 0);
+            let metrics = Tensor::cat(
+                vec![loss.clone().inner().cast(DType::F32).reshape([1]), hits],
+                0,
+            );
             let lrs = st.scheduler.step();
             let lr_base = lrs.base();
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
