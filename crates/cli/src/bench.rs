@@ -615,7 +615,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     use petal_data::{PackedBatch, SyntheticFlowers};
     use petal_trainer::FineTuneConfig;
     use petal_trainer::optim::{build_optimizer, cast_model};
-    use petal_trainer::train::cross_entropy_loss;
+    use petal_trainer::train::{cross_entropy_loss, step_metrics};
 
     if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
         bail!("--runs, --batch, --image-size and --classes must be at least 1");
@@ -698,17 +698,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         lap(&mut b.augment);
         let logits = model.forward(x);
         let loss = cross_entropy_loss(logits.clone(), y.clone(), 0.0);
-        let hits = logits
-            .clone()
-            .inner()
-            .argmax(1)
-            .reshape([n])
-            .equal(y.inner())
-            .int()
-            .sum()
-            .float()
-            .cast(dtype);
-        let metrics = Tensor::cat(vec![loss.clone().inner().reshape([1]), hits], 0);
+        let metrics = step_metrics(&logits, &y, &loss);
         if mode == Mode::OldSyncs {
             drop(loss.clone().into_data());
         }

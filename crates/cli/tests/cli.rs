@@ -16,6 +16,16 @@ fn petal(args: &[&str]) -> Output {
         .expect("run petal")
 }
 
+/// The JSON a successful run printed (fails with its stderr otherwise).
+fn json_ok(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn f32_fixture(name: &str) -> Vec<f32> {
     std::fs::read(fixture(name))
         .unwrap()
@@ -46,12 +56,7 @@ fn predict_json_reproduces_pytorch_end_to_end() {
         "3",
         photo.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&out);
     let pred = &v[0];
     assert!(pred["image"].as_str().unwrap().ends_with("photo.png"));
     let logits: Vec<f32> = pred["logits"]
@@ -172,12 +177,7 @@ fn bench_data_reports_the_contract_fields() {
         "1",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&out);
     assert_eq!(v["images"], 8);
     for field in ["single_thread_ips", "all_cores_ips", "consumer_wait_ms"] {
         assert!(v[field].as_f64().unwrap() >= 0.0, "{field}: {v}");
@@ -296,12 +296,7 @@ fn train_resume_equals_an_uninterrupted_run() {
         "3",
         &s(&flower),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&out);
     // The resumed run's final weights give the very same logits.
     let logits = |run: &PathBuf| {
         let o = petal(&[
@@ -364,12 +359,7 @@ fn bench_augment_reports_the_contract_fields() {
         "0",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&out);
     for field in ["fused_ips", "stock_ips", "cpu_ips", "speedup_vs_stock"] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
     }
@@ -396,12 +386,7 @@ fn bench_train_step_reports_the_contract_fields() {
         "--breakdown",
         "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_ok(&out);
     for field in ["ips", "step_ms"] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
     }

@@ -128,6 +128,27 @@ pub fn cross_entropy_loss(logits: Tensor<2>, labels: Tensor<1, Int>, eps: f64) -
     nll.mul_scalar(1.0 - eps) + uniform.mul_scalar(eps)
 }
 
+/// A training step's metrics as one small f32 tensor `[loss, correct]`, left on the device
+/// so the step costs one host read (after the optimizer step is queued) instead of a read of
+/// the loss before the backward pass and of the whole logits after it.
+pub fn step_metrics(logits: &Tensor<2>, labels: &Tensor<1, Int>, loss: &Tensor<1>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let hits = logits
+        .clone()
+        .inner()
+        .argmax(1)
+        .reshape([n])
+        .equal(labels.clone().inner())
+        .int()
+        .sum()
+        .float()
+        .cast(DType::F32);
+    Tensor::cat(
+        vec![loss.clone().inner().cast(DType::F32).reshape([1]), hits],
+        0,
+    )
+}
+
 /// Layer groups trainable in epoch `epoch` (0-based) of `groups` groups.
 pub fn trainable_groups(config: &FineTuneConfig, epoch: usize, groups: usize) -> usize {
     if epoch < config.freeze_epochs {
@@ -519,21 +540,7 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
             let logits = model.forward(x);
             let loss = cross_entropy_loss(logits.clone(), y.clone(), config.label_smoothing);
-            // The step's metrics stay on the device until the optimizer step is queued:
-            // one small read per step instead of a read of the loss before the backward
-            // pass (a host sync mid-step) and of the whole logits after it.
-            let hits = logits
-                .inner()
-                .argmax(1)
-                .reshape([n])
-                .equal(y.inner())
-                .int()
-                .sum()
-                .float();
-            let metrics = Tensor::cat(
-                vec![loss.clone().inner().cast(DType::F32).reshape([1]), hits],
-                0,
-            );
+            let metrics = step_metrics(&logits, &y, &loss);
             let lrs = st.scheduler.step();
             let lr_base = lrs.base();
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
