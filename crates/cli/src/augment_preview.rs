@@ -64,13 +64,7 @@ pub fn run(args: AugmentPreviewArgs) -> Result<i32> {
     }
     let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
     let mut batch = PackedBatch::default();
-    let mut push = |img: RgbImage, label: usize, index: usize| {
-        batch.offsets.push(batch.data.len());
-        batch.sizes.push((img.width(), img.height()));
-        batch.data.extend_from_slice(img.as_raw());
-        batch.labels.push(label);
-        batch.indices.push(index);
-    };
+    let mut push = |img: RgbImage, label: usize, index: usize| batch.push(&img, label, index);
     match &args.data {
         Some(dir) => {
             let ds = ImageFolder::scan(dir, &ScanOptions::default())?;

@@ -472,7 +472,6 @@ fn pool(args: PoolArgs) -> Result<i32> {
 
 fn augment(args: AugmentArgs) -> Result<i32> {
     use petal_data::augment::{AugmentConfig, Pipeline, packed};
-    use petal_data::{PackedBatch, SyntheticFlowers};
     use petal_kernels::augment::{augment_reference, augment_stock};
 
     if args.runs == 0 || args.batch_size == 0 || args.size == 0 {
@@ -488,17 +487,7 @@ fn augment(args: AugmentArgs) -> Result<i32> {
         );
     }
     // Sources: synthetic flowers cut to 500×375 (the benchmark shape).
-    let flowers = SyntheticFlowers::new(10, 500, 0);
-    let mut batch = PackedBatch::default();
-    for i in 0..args.batch_size {
-        let img =
-            image::imageops::crop_imm(&flowers.sample(i as u64).0, 0, 62, 500, 375).to_image();
-        batch.offsets.push(batch.data.len());
-        batch.sizes.push((500, 375));
-        batch.data.extend_from_slice(img.as_raw());
-        batch.labels.push(0);
-        batch.indices.push(i);
-    }
+    let batch = flowers_500x375(args.batch_size, |_| 0);
     let config = AugmentConfig {
         size: args.size,
         ..AugmentConfig::default()
@@ -612,7 +601,6 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     use burn::tensor::DType;
     use petal_core::{BackboneConfig, ClassifierConfig, HeadConfig};
     use petal_data::augment::Pipeline;
-    use petal_data::{PackedBatch, SyntheticFlowers};
     use petal_trainer::FineTuneConfig;
     use petal_trainer::optim::{build_optimizer, cast_model};
     use petal_trainer::train::{cross_entropy_loss, step_metrics};
@@ -655,17 +643,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     }
     let mut optim = build_optimizer(&config, &model);
     // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
-    let flowers = SyntheticFlowers::new(10, 500, 0);
-    let mut batch = PackedBatch::default();
-    for i in 0..args.batch {
-        let img =
-            image::imageops::crop_imm(&flowers.sample(i as u64).0, 0, 62, 500, 375).to_image();
-        batch.offsets.push(batch.data.len());
-        batch.sizes.push((500, 375));
-        batch.data.extend_from_slice(img.as_raw());
-        batch.labels.push(i % args.classes);
-        batch.indices.push(i);
-    }
+    let batch = flowers_500x375(args.batch, |i| i % args.classes);
     let pipe = Pipeline::train(config.augment_config(), config.seed);
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     let n = args.batch;
@@ -843,4 +821,17 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `n` synthetic flowers cut to 500×375 (the benchmarks' source shape), packed, with
+/// `label(i)` as labels.
+fn flowers_500x375(n: usize, label: impl Fn(usize) -> usize) -> petal_data::PackedBatch {
+    let flowers = petal_data::SyntheticFlowers::new(10, 500, 0);
+    let mut batch = petal_data::PackedBatch::default();
+    for i in 0..n {
+        let img =
+            image::imageops::crop_imm(&flowers.sample(i as u64).0, 0, 62, 500, 375).to_image();
+        batch.push(&img, label(i), i);
+    }
+    batch
 }

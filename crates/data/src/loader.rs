@@ -142,6 +142,15 @@ impl PackedBatch {
         self.labels.is_empty()
     }
 
+    /// Appends `img` with its label and source index.
+    pub fn push(&mut self, img: &RgbImage, label: usize, index: usize) {
+        self.offsets.push(self.data.len());
+        self.data.extend_from_slice(img.as_raw());
+        self.sizes.push(img.dimensions());
+        self.labels.push(label);
+        self.indices.push(index);
+    }
+
     /// Image `i` as an `RgbImage` (a copy).
     pub fn image(&self, i: usize) -> RgbImage {
         let (w, h) = self.sizes[i];
@@ -313,11 +322,7 @@ impl Loader {
                 }
                 let mut batch = PackedBatch::default();
                 for (i, img) in got {
-                    batch.offsets.push(batch.data.len());
-                    batch.data.extend_from_slice(img.as_raw());
-                    batch.sizes.push(img.dimensions());
-                    batch.labels.push(source.label(i));
-                    batch.indices.push(i);
+                    batch.push(&img, source.label(i), i);
                 }
                 if tx.send(batch).is_err() {
                     return; // the consumer stopped
