@@ -6,7 +6,7 @@
 #
 # Usage: PETAL_BIN=/path/to/petal[.zst] scripts/gpu-bench.sh [OUT.json]
 # Env:
-#   PETAL_BIN      the petal binary (stripped release build); a .zst file is unpacked
+#   PETAL_BIN      the petal binary (`cargo build --profile dist -p petal-cli`: target/dist/petal); a .zst file is unpacked
 #                  (with `zstd`, or Python's `zstandard` / `compression.zstd`).
 #   VULKAN_LIB     a libvulkan.so.1 to use when the machine has no Vulkan loader.
 #   PYTHON         Python with torch/torchvision (default python3).

@@ -4,6 +4,7 @@
 //! torchvision). Tests named `*_wgpu` run on a wgpu adapter (lavapipe in CI) and **fail**
 //! when there is none: they are never skipped.
 
+mod adamw;
 mod augment;
 mod common;
 mod concat_pool;

@@ -59,6 +59,10 @@ pub struct TrainStepArgs {
     /// backward pass, the logits read after the step) for a before/after comparison.
     #[arg(long)]
     compare_syncs: bool,
+    /// Also time the step with Burn's unfused AdamW instead of petal's (fused on the CPU
+    /// backend), alternating step by step with the default; with `--breakdown`, its phases too.
+    #[arg(long)]
+    compare_adamw: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -90,8 +94,14 @@ struct TrainStepReport {
     /// The median step with the trainer's former per-step host reads (`--compare-syncs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     step_ms_old_syncs: Option<f64>,
+    /// The median step with Burn's unfused AdamW (`--compare-adamw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_stock_adamw: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     breakdown_ms: Option<Breakdown>,
+    /// `--breakdown` with Burn's unfused AdamW (`--compare-adamw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown_ms_stock_adamw: Option<Breakdown>,
 }
 
 #[derive(Serialize, Clone, Copy, Default)]
@@ -602,7 +612,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     use petal_core::{BackboneConfig, ClassifierConfig, HeadConfig};
     use petal_data::augment::Pipeline;
     use petal_trainer::FineTuneConfig;
-    use petal_trainer::optim::{build_optimizer, cast_model};
+    use petal_trainer::optim::{build_optimizer_with, cast_model};
     use petal_trainer::train::{cross_entropy_loss, step_metrics};
 
     if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
@@ -641,7 +651,8 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     if dtype != DType::F32 {
         model = cast_model(model, dtype);
     }
-    let mut optim = build_optimizer(&config, &model);
+    // [petal's AdamW, Burn's unfused AdamW (only stepped with `--compare-adamw`)].
+    let mut optims = [false, true].map(|stock| build_optimizer_with(&config, &model, stock));
     // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
     let batch = flowers_500x375(args.batch, |i| i % args.classes);
     let pipe = Pipeline::train(config.augment_config(), config.seed);
@@ -652,20 +663,25 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     let mut peak_in_use = 0u64;
     // One step. `Mode::Step`: one host read at the end (loss and hits, as the trainer
     // does now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
-    // logits after the step); `Mode::Phases`: a device sync after each phase, timed.
-    #[derive(Clone, Copy, PartialEq)]
+    // logits after the step); `Mode::Phases`: a device sync after each phase, timed;
+    // `Mode::StockAdamW` / `Mode::PhasesStockAdamW`: `Step` / `Phases` with Burn's AdamW.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum Mode {
         Step,
         OldSyncs,
+        StockAdamW,
         Phases,
+        PhasesStockAdamW,
     }
     let mut epoch = 0u64;
     let mut run = |model: petal_core::Classifier, mode: Mode| {
+        let stock = matches!(mode, Mode::StockAdamW | Mode::PhasesStockAdamW);
+        let phases = matches!(mode, Mode::Phases | Mode::PhasesStockAdamW);
         epoch += 1;
         let mut b = Breakdown::default();
         let mut t = Instant::now();
         let mut lap = |b: &mut f64| {
-            if mode == Mode::Phases {
+            if phases {
                 sync(&device);
                 *b = t.elapsed().as_secs_f64() * 1e3;
                 t = Instant::now();
@@ -687,7 +703,7 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
             peak_reserved = peak_reserved.max(r);
             peak_in_use = peak_in_use.max(u);
         }
-        let model = optim.step(config.lr, model, grads);
+        let model = optims[usize::from(stock)].step(config.lr, model, grads);
         if mode == Mode::OldSyncs {
             drop(logits.inner().into_data());
         } else {
@@ -702,16 +718,18 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
     // alternate step by step, so late autotuning or shader compilation (and machine load)
     // hits both alike.
     let mut model = Some(model);
-    let modes: &[Mode] = if args.compare_syncs {
-        &[Mode::Step, Mode::OldSyncs]
-    } else {
-        &[Mode::Step]
-    };
+    let mut modes = vec![Mode::Step];
+    if args.compare_syncs {
+        modes.push(Mode::OldSyncs);
+    }
+    if args.compare_adamw {
+        modes.push(Mode::StockAdamW);
+    }
     eprintln!(
         "  train step: {} warm-up + {} timed steps per mode…",
         args.warmup, args.runs
     );
-    for &mode in modes {
+    for &mode in &modes {
         for _ in 0..args.warmup {
             let (m, _) = run(model.take().expect("model"), mode);
             model = Some(m);
@@ -730,29 +748,46 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         t.sort_by(f64::total_cmp);
         t[t.len() / 2]
     };
-    let mut times = times.into_iter().map(median);
-    let ms = times.next().expect("the step");
-    let old_ms = times.next();
-    let breakdown = args.breakdown.then(|| {
-        eprintln!("  phases (synced): {} steps…", args.runs);
-        let mut all: Vec<Breakdown> = (0..args.runs)
-            .map(|_| {
-                let (m, b) = run(model.take().expect("model"), Mode::Phases);
+    let mut times = modes
+        .iter()
+        .copied()
+        .zip(times.into_iter().map(median))
+        .collect::<std::collections::HashMap<_, _>>();
+    let ms = times.remove(&Mode::Step).expect("the step");
+    let old_ms = times.remove(&Mode::OldSyncs);
+    let stock_adamw_ms = times.remove(&Mode::StockAdamW);
+    let mut breakdowns = Vec::new();
+    if args.breakdown {
+        let phase_modes: &[Mode] = if args.compare_adamw {
+            &[Mode::Phases, Mode::PhasesStockAdamW]
+        } else {
+            &[Mode::Phases]
+        };
+        eprintln!("  phases (synced): {} steps per mode…", args.runs);
+        let mut all = vec![Vec::<Breakdown>::new(); phase_modes.len()];
+        for _ in 0..args.runs {
+            for (i, &mode) in phase_modes.iter().enumerate() {
+                let (m, b) = run(model.take().expect("model"), mode);
                 model = Some(m);
-                b
-            })
-            .collect();
+                all[i].push(b);
+            }
+        }
         let med = |f: fn(&Breakdown) -> f64, all: &mut Vec<Breakdown>| {
             all.sort_by(|a, b| f(a).total_cmp(&f(b)));
             f(&all[all.len() / 2])
         };
-        Breakdown {
-            augment: med(|b| b.augment, &mut all),
-            forward_loss: med(|b| b.forward_loss, &mut all),
-            backward: med(|b| b.backward, &mut all),
-            optimizer: med(|b| b.optimizer, &mut all),
+        for mut all in all {
+            breakdowns.push(Breakdown {
+                augment: med(|b| b.augment, &mut all),
+                forward_loss: med(|b| b.forward_loss, &mut all),
+                backward: med(|b| b.backward, &mut all),
+                optimizer: med(|b| b.optimizer, &mut all),
+            });
         }
-    });
+    }
+    let mut breakdowns = breakdowns.into_iter();
+    let breakdown = breakdowns.next();
+    let breakdown_stock = breakdowns.next();
     let (peak, source, in_use) = if selected.is_wgpu {
         (
             Some(peak_reserved),
@@ -784,7 +819,9 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
         peak_mem_source: source,
         peak_in_use_bytes: in_use,
         step_ms_old_syncs: old_ms,
+        step_ms_stock_adamw: stock_adamw_ms,
         breakdown_ms: breakdown,
+        breakdown_ms_stock_adamw: breakdown_stock,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -813,11 +850,16 @@ fn train_step(args: TrainStepArgs) -> Result<i32> {
                 o / ms
             );
         }
-        if let Some(b) = breakdown {
-            println!(
-                "  phases (synced): augment {:.1} ms, forward+loss {:.1} ms, backward {:.1} ms, optimizer {:.1} ms",
-                b.augment, b.forward_loss, b.backward, b.optimizer
-            );
+        if let Some(o) = stock_adamw_ms {
+            println!("  with Burn's unfused AdamW: {o:.1} ms ({:.3}x)", o / ms);
+        }
+        for (what, b) in [("", breakdown), (" with Burn's AdamW", breakdown_stock)] {
+            if let Some(b) = b {
+                println!(
+                    "  phases (synced){what}: augment {:.1} ms, forward+loss {:.1} ms, backward {:.1} ms, optimizer {:.1} ms",
+                    b.augment, b.forward_loss, b.backward, b.optimizer
+                );
+            }
         }
     }
     Ok(0)

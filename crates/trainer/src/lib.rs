@@ -8,7 +8,8 @@
 //!    the optimizer whenever the trainable set changes, with **discriminative learning
 //!    rates**: the head gets `lr`, earlier groups geometrically less down to `lr / lr_mult`.
 //!
-//! AdamW (Burn's, decoupled weight decay; none on BatchNorm / bias parameters), per-step
+//! AdamW (decoupled weight decay, one fused pass per parameter on the CPU backend; none on
+//! BatchNorm / bias parameters), per-step
 //! linear warmup + cosine annealing (Burn's schedulers) or one-cycle, label smoothing,
 //! global-norm gradient clipping, training batches through the fused GPU augmentation and
 //! validation through the eval transform. A run directory holds `config.json`,
@@ -16,6 +17,7 @@
 //! `last.ckpt` checkpoints from which `--resume` continues exactly.
 #![warn(missing_docs)]
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

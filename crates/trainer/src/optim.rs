@@ -1,28 +1,42 @@
-//! AdamW (Burn's, decoupled weight decay) with no decay on BatchNorm and bias parameters,
-//! which parameters train in each phase, and global gradient-norm clipping.
+//! AdamW (decoupled weight decay; [`FusedAdamW`]: one pass per parameter on Flex, Burn's
+//! `AdamW` elsewhere) with no decay on BatchNorm and bias parameters, which parameters train
+//! in each phase, and global gradient-norm clipping.
 
+use crate::adamw::FusedAdamW;
 use crate::config::FineTuneConfig;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamGroup, ParamId};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{DType, Tensor};
 use petal_core::{Classifier, LayerGroup};
 
-fn adamw(config: &FineTuneConfig, wd: f64) -> AdamWConfig {
-    AdamWConfig::new()
-        .with_beta_1(config.beta1 as f32)
-        .with_beta_2(config.beta2 as f32)
-        .with_epsilon(config.eps as f32)
-        .with_weight_decay(wd as f32)
+fn adamw(config: &FineTuneConfig, wd: f64, stock: bool) -> FusedAdamW {
+    let optim = FusedAdamW::new(
+        config.beta1 as f32,
+        config.beta2 as f32,
+        config.eps as f32,
+        wd as f32,
+    );
+    if stock { optim.stock_only() } else { optim }
 }
 
 /// A fresh AdamW over `model`: weight decay `wd` on weights, none on 1-D parameters
 /// (BatchNorm γ/β and every bias) unless `wd_bn_bias`.
 pub fn build_optimizer(config: &FineTuneConfig, model: &Classifier) -> ModuleOptimizer {
-    let optim = adamw(config, config.wd).init();
+    build_optimizer_with(config, model, false)
+}
+
+/// [`build_optimizer`], with Burn's unfused AdamW on every device when `stock` (for
+/// before/after comparisons; the update is the same, the state format too).
+pub fn build_optimizer_with(
+    config: &FineTuneConfig,
+    model: &Classifier,
+    stock: bool,
+) -> ModuleOptimizer {
+    let optim = ModuleOptimizer::from(adamw(config, config.wd, stock));
     if config.wd_bn_bias || config.wd == 0.0 {
         return optim;
     }
-    optim.with_group(no_decay_params(model), adamw(config, 0.0).build(), None)
+    optim.with_group(no_decay_params(model), adamw(config, 0.0, stock), None)
 }
 
 /// The 1-D float parameters of `model` (BatchNorm γ, β, running statistics, biases).
@@ -98,9 +112,16 @@ pub fn set_trainable(
     model
 }
 
-/// Scales every gradient of `model` so their global L2 norm is at most `max_norm`
-/// (PyTorch's `clip_grad_norm_`). Returns the norm before clipping.
-pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_norm: f64) -> f64 {
+/// Scales the gradients of `model` in `grads` so that their global L2 norm is at most
+/// `max_norm`, as PyTorch's `clip_grad_norm_`: every gradient is multiplied by
+/// `min(1, max_norm / (norm + 1e-6))`. Everything stays on the device (no host read, so the
+/// device never idles mid-step); the norm (accumulated in f32) is returned as a one-element
+/// tensor, `None` when `grads` holds no gradient of `model`.
+pub fn clip_grad_norm<M: Module>(
+    model: &M,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> Option<Tensor<1>> {
     struct Norm<'a> {
         grads: &'a GradientsParams,
         sq: Option<Tensor<1>>,
@@ -108,7 +129,7 @@ pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_nor
     impl ModuleVisitor for Norm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g.powi_scalar(2).sum();
+                let s = g.cast(DType::F32).powi_scalar(2).sum();
                 self.sq = Some(match self.sq.take() {
                     Some(acc) => acc + s,
                     None => s,
@@ -118,25 +139,27 @@ pub fn clip_grad_norm<M: Module>(model: &M, grads: &mut GradientsParams, max_nor
     }
     let mut n = Norm { grads, sq: None };
     model.visit(&mut n);
-    let Some(sq) = n.sq else { return 0.0 };
-    let norm = (sq.into_scalar::<f32>() as f64).sqrt();
-    if norm <= max_norm || !norm.is_finite() {
-        return norm;
-    }
-    let scale = (max_norm / (norm + 1e-6)) as f32;
+    let norm = n.sq?.sqrt();
+    let coef = norm
+        .clone()
+        .add_scalar(1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
     struct Scale<'a> {
         grads: &'a mut GradientsParams,
-        scale: f32,
+        coef: Tensor<1>,
     }
     impl ModuleVisitor for Scale<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g.mul_scalar(self.scale));
+                let coef = self.coef.clone().cast(g.dtype()).reshape([1; D]);
+                self.grads.register(param.id, g * coef);
             }
         }
     }
-    model.visit(&mut Scale { grads, scale });
-    norm
+    model.visit(&mut Scale { grads, coef });
+    Some(norm)
 }
 
 /// `model` with every float tensor (parameters, BatchNorm statistics) cast to `dtype`.
