@@ -86,14 +86,13 @@ fn put_f32<const D: usize>(data: TensorData, device: &Device) -> Tensor<D> {
     Tensor::from_data(data, (device, DType::F32))
 }
 
-/// One fused AdamW update over flat slices (`m`, `v` ignored and written when `first`).
-#[allow(clippy::too_many_arguments)]
+/// One fused AdamW update over flat slices. At the first step `m` and `v` are zeros, which
+/// gives Burn's first-step values exactly (`β·0 + x = x`).
 fn update(
     p: &mut [f32],
     m: &mut [f32],
     v: &mut [f32],
     g: &[f32],
-    first: bool,
     (beta_1, beta_2, epsilon): (f32, f32, f32),
     (c1, c2): (f32, f32),
     (lr, keep, decay): (f32, f32, bool),
@@ -102,11 +101,8 @@ fn update(
     let f2 = 1.0 - beta_2;
     for i in 0..p.len() {
         let gi = g[i];
-        let (mi, vi) = if first {
-            (gi * f1, (gi * gi) * f2)
-        } else {
-            (m[i] * beta_1 + gi * f1, v[i] * beta_2 + (gi * gi) * f2)
-        };
+        let mi = m[i] * beta_1 + gi * f1;
+        let vi = v[i] * beta_2 + (gi * gi) * f2;
         m[i] = mi;
         v[i] = vi;
         let delta = (mi / c1) / ((vi / c2).sqrt() + epsilon);
@@ -137,16 +133,15 @@ impl Optimizer for FusedAdamW {
         let shape = tensor.shape();
         let mut p = take_f32(tensor);
         let g = take_f32(grad.to_device(&device));
-        let (time, mut m, mut v, first) = match state {
+        let (time, mut m, mut v) = match state {
             Some(s) => (
                 s.momentum.time + 1,
                 take_f32(s.momentum.moment_1),
                 take_f32(s.momentum.moment_2),
-                false,
             ),
             None => {
                 let zeros = || TensorData::zeros::<f32, _>(shape.clone());
-                (1, zeros(), zeros(), true)
+                (1, zeros(), zeros())
             }
         };
         let t = time as i32;
@@ -168,15 +163,13 @@ impl Optimizer for FusedAdamW {
                 vs.len()
             );
             if ps.len() <= CHUNK {
-                update(ps, ms, vs, gs, first, betas, corrections, step);
+                update(ps, ms, vs, gs, betas, corrections, step);
             } else {
                 ps.par_chunks_mut(CHUNK)
                     .zip(ms.par_chunks_mut(CHUNK))
                     .zip(vs.par_chunks_mut(CHUNK))
                     .zip(gs.par_chunks(CHUNK))
-                    .for_each(|(((p, m), v), g)| {
-                        update(p, m, v, g, first, betas, corrections, step)
-                    });
+                    .for_each(|(((p, m), v), g)| update(p, m, v, g, betas, corrections, step));
             }
         }
         let momentum = AdaptiveMomentumState {
