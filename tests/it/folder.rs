@@ -82,7 +82,7 @@ fn junk_is_ignored_broken_files_are_reported_and_empty_classes_left_out() {
     );
     assert!(
         w.iter()
-            .any(|m| m.contains("text.jpg") && m.contains("not a readable image")),
+            .any(|m| m.contains("text.jpg") && m.contains("not an image: the content starts with")),
         "{w:#?}"
     );
     assert!(
@@ -412,21 +412,29 @@ fn bad_file_corpus_is_reported_and_every_good_file_loads() {
         max_pixels: 250 * 250,
         ..ScanOptions::default()
     };
+    // Passes the header scan (header, chunk layout and IEND intact), fails to decode.
+    std::fs::copy(fx.join("corrupt_idat.png"), class.join("corrupt_idat.png")).unwrap();
     let ds = ImageFolder::scan(&root, &opts).unwrap();
     let scan: Vec<String> = ds.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(scan.len(), 3, "{scan:#?}");
+    assert_eq!(scan.len(), 4, "{scan:#?}");
     for (file, why) in [
         ("zero.jpg", "0 bytes"),
-        ("text.jpg", "not a readable image"),
-        ("huge.png", "exceeds the limit"),
+        (
+            "text.jpg",
+            "not an image: the content starts with no JPEG, PNG",
+        ),
+        ("huge.png", "90000 pixels exceeds the limit of 62500"),
+        (
+            "truncated.jpg",
+            "truncated JPEG (no end-of-image marker after the last scan)",
+        ),
     ] {
         assert!(
             scan.iter().any(|w| w.contains(file) && w.contains(why)),
             "{file}: {scan:#?}"
         );
     }
-    // The truncated JPEG has a valid header: it passes the scan, fails at batch time and is
-    // replaced (the batch keeps its 9 images).
+    // The corrupt PNG fails at batch time and is replaced (the batch keeps its 9 images).
     assert_eq!(ds.train.len(), 9);
     let loader = Loader::new(
         Source::Files(ds.train.clone()),
@@ -441,10 +449,7 @@ fn bad_file_corpus_is_reported_and_every_good_file_loads() {
     assert_eq!(batch.len(), 9);
     let w = loader.warnings();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(
-        w[0].name.ends_with("truncated.jpg") && w[0].reason.contains("truncated JPEG"),
-        "{w:?}"
-    );
+    assert!(w[0].name.ends_with("corrupt_idat.png"), "{w:?}");
     let served: Vec<String> = batch
         .indices
         .iter()
@@ -477,5 +482,106 @@ fn bad_file_corpus_is_reported_and_every_good_file_loads() {
     assert_eq!(batch.image(k).get_pixel(0, 0).0, [255, 255, 255]);
     let k = served.iter().position(|s| s == "deep.png").unwrap();
     assert_eq!(batch.image(k).get_pixel(0, 0).0, [255, 0, 128]);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A PNG named `.jpg` and a JPEG named `.png` (committed, `scripts/make_bad_images.py`):
+/// scan, loader and `decode_rgb8` go by content. The scan summary counts exactly: images
+/// skipped once each, empty and unknown class folders as folders (with their images).
+#[test]
+fn the_format_is_the_content_and_the_summary_counts_are_exact() {
+    use petal::data::{Loader, LoaderConfig, SkipCounts, Skipped, Source, decode_rgb8};
+    let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // By content: exact PNG pixels, the JPEG's flat colour (Pillow decodes (121, 60, 200)).
+    let png_as_jpg = decode_rgb8(fx.join("png_named.jpg"), 1 << 20).unwrap();
+    assert_eq!((png_as_jpg.width(), png_as_jpg.height()), (24, 16));
+    assert_eq!(png_as_jpg.get_pixel(5, 3).0, [50, 45, 99]);
+    let jpg_as_png = decode_rgb8(fx.join("jpeg_named.png"), 1 << 20).unwrap();
+    let p = jpg_as_png.get_pixel(12, 8).0;
+    for (got, want) in p.iter().zip([121u8, 60, 200]) {
+        assert!(got.abs_diff(want) <= 2, "{p:?}");
+    }
+    let e = decode_rgb8(fx.join("truncated.jpg"), 1 << 20).unwrap_err();
+    assert!(e.to_string().contains("truncated JPEG"), "{e}");
+
+    let root = tmpdir("content");
+    let copy = |name: &str, to: &str| {
+        let dst = root.join(to);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(fx.join(name), dst).unwrap();
+    };
+    copy("png_named.jpg", "train/a/png_named.jpg");
+    copy("photo.png", "train/a/photo.png");
+    copy("jpeg_named.png", "train/b/jpeg_named.png");
+    copy("cmyk.jpg", "train/b/cmyk.jpg");
+    copy("truncated.jpg", "train/b/truncated.jpg");
+    copy("corrupt_idat.png", "train/b/corrupt_idat.png");
+    std::fs::create_dir_all(root.join("train/empty")).unwrap();
+    std::fs::write(root.join("train/empty/zero.jpg"), b"").unwrap();
+    copy("photo.png", "valid/a/v.png");
+    copy("jpeg_named.png", "valid/b/v.png");
+    copy("palette.png", "valid/zzz/1.png");
+    copy("png_named.jpg", "valid/zzz/2.jpg");
+    let ds = ImageFolder::scan(&root, &ScanOptions::default()).unwrap();
+    assert_eq!(ds.classes.folders, vec!["a", "b"]);
+    assert_eq!((ds.train.len(), ds.valid.len()), (5, 2));
+    let kinds: Vec<(String, Skipped)> = ds
+        .warnings
+        .iter()
+        .map(|w| {
+            let name = w.path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, w.skipped)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("truncated.jpg".to_string(), Skipped::Image),
+            ("zero.jpg".to_string(), Skipped::Image),
+            ("empty".to_string(), Skipped::EmptyClass),
+            ("zzz".to_string(), Skipped::UnknownClass { images: 2 }),
+        ]
+    );
+    assert_eq!(
+        SkipCounts::of(&ds.warnings),
+        SkipCounts {
+            images: 2,
+            classes: 2,
+            images_in_classes: 2
+        }
+    );
+    // The loader decodes the renamed files; only the corrupt PNG fails (once, over epochs).
+    let loader = Loader::new(
+        Source::Files(ds.train.clone()),
+        LoaderConfig {
+            batch_size: 2,
+            ..LoaderConfig::default()
+        },
+    );
+    for epoch in 0..3 {
+        let served: usize = loader.epoch(epoch).iter().map(|b| b.len()).sum();
+        assert_eq!(served, 5, "epoch {epoch}: batches keep their size");
+    }
+    let w = loader.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].name.ends_with("corrupt_idat.png"), "{w:?}");
+    // For evaluation nothing is drawn twice: the batch with the bad file is one short.
+    let eval = Loader::new(
+        Source::Files(ds.train.clone()),
+        LoaderConfig {
+            batch_size: 2,
+            shuffle: false,
+            replace_bad: false,
+            ..LoaderConfig::default()
+        },
+    );
+    let mut seen: Vec<usize> = eval.epoch(0).iter().flat_map(|b| b.indices).collect();
+    seen.sort();
+    let bad = ds
+        .train
+        .iter()
+        .position(|s| s.path.ends_with("corrupt_idat.png"))
+        .unwrap();
+    assert_eq!(seen, (0..5).filter(|&i| i != bad).collect::<Vec<_>>());
     std::fs::remove_dir_all(&root).unwrap();
 }

@@ -55,6 +55,23 @@ pub enum DataError {
     },
 }
 
+impl DataError {
+    /// The message without the leading `path: ` (for reports that name the file already).
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let path = match self {
+            Self::Io { path, .. }
+            | Self::Decode { path, .. }
+            | Self::TooLarge { path, .. }
+            | Self::Layout { path, .. }
+            | Self::Metadata { path, .. } => path,
+        };
+        full.strip_prefix(&format!("{path}: "))
+            .map(str::to_string)
+            .unwrap_or(full)
+    }
+}
+
 /// The dataset layouts petal reads, shown with every layout error.
 pub const LAYOUTS: &str = "expected an ImageFolder layout:
   DIR/train/<class>/*.jpg      (required)

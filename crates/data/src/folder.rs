@@ -6,13 +6,17 @@
 //!   `cat_to_name.json` when present, else by their folder.
 //! - Hidden files (`.DS_Store`, `._*`, any dot-file) and non-image extensions are ignored;
 //!   extensions match case-insensitively.
-//! - Every image's header is read during the scan: an empty, non-image or oversized file is
-//!   reported (path and reason), skipped and counted — the scan never fails on one file.
+//! - Every image's header is read during the scan, its format decided by its content (a PNG
+//!   named `.jpg` is a PNG): an empty, non-image, oversized or (where its end shows it
+//!   cheaply: JPEG, PNG, WebP) truncated file is reported (path and reason), skipped and
+//!   counted — the scan never fails on one file.
 //! - An empty class folder is named in a warning and left out of the class list.
 //! - Without a validation folder, a stratified split of `train` is made: in every class the
 //!   same fraction goes to validation, chosen by a seeded shuffle.
 
+use crate::decode::{TAIL_BYTES, UNKNOWN_SIGNATURE, check_complete, sniff_format};
 use crate::error::DataError;
+use image::ImageReader;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// File extensions petal reads (compared case-insensitively).
@@ -43,6 +48,21 @@ pub struct ClassList {
     pub names: Vec<String>,
 }
 
+/// What a [`ScanWarning`] left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// One image file (unreadable, not an image, too large, truncated).
+    Image,
+    /// A class folder of `train/` with no readable image: the class is left out.
+    EmptyClass,
+    /// A class folder of `valid/` or `test/` whose class is not among the training
+    /// classes: its `images` readable images are left out.
+    UnknownClass {
+        /// Readable images in the folder.
+        images: usize,
+    },
+}
+
 /// A file or folder the scan skipped, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScanWarning {
@@ -50,6 +70,37 @@ pub struct ScanWarning {
     pub path: PathBuf,
     /// Why it was skipped.
     pub reason: String,
+    /// What was left out.
+    pub skipped: Skipped,
+}
+
+/// Exact counts of what a scan left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SkipCounts {
+    /// Image files skipped as unreadable (each counted once).
+    pub images: usize,
+    /// Class folders left out (empty training classes and unknown classes).
+    pub classes: usize,
+    /// Readable images inside the class folders left out.
+    pub images_in_classes: usize,
+}
+
+impl SkipCounts {
+    /// Counts `warnings`.
+    pub fn of(warnings: &[ScanWarning]) -> Self {
+        let mut c = Self::default();
+        for w in warnings {
+            match w.skipped {
+                Skipped::Image => c.images += 1,
+                Skipped::EmptyClass => c.classes += 1,
+                Skipped::UnknownClass { images } => {
+                    c.classes += 1;
+                    c.images_in_classes += images;
+                }
+            }
+        }
+        c
+    }
 }
 
 impl std::fmt::Display for ScanWarning {
@@ -152,20 +203,45 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
     Ok(entries)
 }
 
-/// Checks an image's header; `Err(reason)` for a file to skip.
-fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
-    let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
+/// Checks an image's header (format by content, dimensions, pixel limit) and, where its
+/// last bytes show it, that it is complete; `Err(reason)` for a file to skip.
+pub fn check_header(path: &Path, max_pixels: u64) -> Result<(), String> {
+    let mut file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
     if len == 0 {
         return Err("empty file (0 bytes)".into());
     }
-    let (w, h) = image::image_dimensions(path).map_err(|e| format!("not a readable image: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = read_up_to(&mut file, &mut head).map_err(|e| format!("cannot read: {e}"))?;
+    let head = &head[..n];
+    let format = sniff_format(head).ok_or_else(|| UNKNOWN_SIGNATURE.to_string())?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let reader = ImageReader::with_format(BufReader::new(&mut file), format);
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| format!("not a readable image: {e}"))?;
     let pixels = w as u64 * h as u64;
     if pixels > max_pixels {
         return Err(format!(
             "{w}×{h} = {pixels} pixels exceeds the limit of {max_pixels}"
         ));
     }
-    Ok(())
+    let mut tail = vec![0u8; (len as usize).min(TAIL_BYTES)];
+    file.seek(SeekFrom::End(-(tail.len() as i64)))
+        .and_then(|_| file.read_exact(&mut tail))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    check_complete(format, head, &tail, len)
+}
+
+fn read_up_to(file: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 /// The images of one split folder, per class folder name.
@@ -186,7 +262,11 @@ fn scan_split(
             }
             match check_header(&file, max_pixels) {
                 Ok(()) => files.push(file),
-                Err(reason) => warnings.push(ScanWarning { path: file, reason }),
+                Err(reason) => warnings.push(ScanWarning {
+                    path: file,
+                    reason,
+                    skipped: Skipped::Image,
+                }),
             }
         }
         out.insert(class, files);
@@ -213,6 +293,9 @@ fn label(
                     "class `{class}` is not among the training classes; its {} image(s) are skipped",
                     files.len()
                 ),
+                skipped: Skipped::UnknownClass {
+                    images: files.len(),
+                },
             }),
             None => {}
         }
@@ -253,6 +336,7 @@ impl ImageFolder {
                 warnings.push(ScanWarning {
                     path: train_dir.join(class),
                     reason: "class folder has no readable image: left out of the class list".into(),
+                    skipped: Skipped::EmptyClass,
                 });
             } else {
                 folders.push(class.clone());

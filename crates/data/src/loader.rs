@@ -58,7 +58,7 @@ impl Source {
     fn load(&self, i: usize, max_pixels: u64, alpha: Alpha) -> Result<RgbImage, String> {
         match self {
             Self::Files(s) => {
-                decode_rgb8_with(&s[i].path, max_pixels, alpha).map_err(|e| e.to_string())
+                decode_rgb8_with(&s[i].path, max_pixels, alpha).map_err(|e| e.reason())
             }
             Self::Synthetic { flowers, indices } => Ok(flowers.sample(indices[i]).0),
         }
@@ -97,6 +97,10 @@ pub struct LoaderConfig {
     pub alpha: Alpha,
     /// Decoding threads (`None`: all cores, rayon's global pool).
     pub threads: Option<usize>,
+    /// Fill a batch whose image fails to decode with another sample of the order, so it
+    /// keeps its size (training); `false` serves the batch one image short, so every image
+    /// counts once (evaluation).
+    pub replace_bad: bool,
 }
 
 impl Default for LoaderConfig {
@@ -112,6 +116,7 @@ impl Default for LoaderConfig {
             max_pixels: crate::DEFAULT_MAX_PIXELS,
             alpha: Alpha::WHITE,
             threads: None,
+            replace_bad: true,
         }
     }
 }
@@ -305,7 +310,7 @@ impl Loader {
                 };
                 // Replace failures with other samples so the batch keeps its size.
                 let mut tries = 0;
-                while got.len() < chunk.len() && tries < order.len() {
+                while config.replace_bad && got.len() < chunk.len() && tries < order.len() {
                     let i = order[spare % order.len()];
                     spare += 1;
                     tries += 1;
