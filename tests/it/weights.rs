@@ -3,7 +3,9 @@
 use crate::common::*;
 use petal::models::densenet::DenseNetConfig;
 use petal::models::mobilenet_v2::MobileNetV2Config;
-use petal::models::weights::{StateDict, load_classifier, load_pretrained_backbone};
+use petal::models::weights::{
+    HeadPolicy, StateDict, load_classifier, load_pretrained_backbone, load_state_dict,
+};
 use petal::models::{BackboneConfig, ClassifierConfig, CoreError, HeadConfig};
 
 #[test]
@@ -67,8 +69,8 @@ fn backbone_only_load_keeps_a_fresh_head_and_exact_features() {
         .0;
     // The seed's head on 7 new classes; the file's 10-class linear classifier is ignored.
     let config = ClassifierConfig::new(backbone, HeadConfig::seed(), 7);
-    let (model, report) =
-        load_pretrained_backbone(fixture("densenet_tiny_legacy.pth"), &config, &device).unwrap();
+    let sd = StateDict::read(fixture("densenet_tiny_legacy.pth")).unwrap();
+    let (model, report) = load_pretrained_backbone(&sd, &config, &device).unwrap();
     assert!(report.head_fresh);
     assert_eq!(
         report.head_ignored, 2,
@@ -86,31 +88,104 @@ fn backbone_only_load_keeps_a_fresh_head_and_exact_features() {
 }
 
 #[test]
-fn wrong_architecture_is_refused_with_the_mismatched_keys() {
-    let err = load_classifier(fixture("densenet_tiny.pth"), Some("mobilenet_v2"), &flex())
-        .expect_err("a DenseNet file must not load into MobileNetV2");
+fn an_explicit_arch_that_contradicts_the_file_names_both() {
+    for (file, arch, found) in [
+        ("densenet_tiny.pth", "mobilenet_v2", "densenet(k=8"),
+        (
+            "mobilenet_v2_w025.pth",
+            "densenet161",
+            "mobilenet_v2(width=0.25)",
+        ),
+    ] {
+        let err = load_classifier(fixture(file), Some(arch), &flex())
+            .expect_err("a contradicting --arch must be refused");
+        let msg = err.to_string();
+        assert!(matches!(err, CoreError::ArchContradicts { .. }), "{msg}");
+        assert!(msg.contains(&format!("--arch {arch} contradicts")), "{msg}");
+        assert!(msg.contains(file), "{msg}");
+        assert!(msg.contains(&format!("which hold {found}")), "{msg}");
+    }
+    // `auto` and the matching name both load.
+    let sd = StateDict::read(fixture("mobilenet_v2_w025.pth")).unwrap();
+    let want = BackboneConfig::MobileNetV2(MobileNetV2Config::new().with_width_mult(0.25));
+    assert_eq!(sd.backbone_for(None).unwrap(), want);
+    assert_eq!(sd.backbone_for(Some("auto")).unwrap(), want);
+    let err = sd.backbone_for(Some("resnet50")).unwrap_err();
+    assert!(
+        err.to_string().contains("unknown architecture `resnet50`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_mismatch_report_names_keys_as_torchvision_writes_them() {
+    // A DenseNet file forced into a MobileNetV2 model: every key is listed in the file's
+    // own (torchvision) spelling, never petal's module paths.
+    let sd = StateDict::read(fixture("densenet_tiny.pth")).unwrap();
+    let backbone = BackboneConfig::MobileNetV2(MobileNetV2Config::new().with_width_mult(0.25));
+    let model = ClassifierConfig::torchvision(backbone.clone(), 10).init(&flex());
+    let Err(err) = load_state_dict(model, &backbone, &sd, HeadPolicy::Load) else {
+        panic!("a DenseNet file must not load into MobileNetV2");
+    };
     let msg = err.to_string();
     assert!(matches!(err, CoreError::Mismatch { .. }), "{msg}");
     assert!(msg.contains("missing from the file"), "{msg}");
     assert!(msg.contains("unexpected in the file"), "{msg}");
+    // Missing (MobileNetV2's torchvision names, BatchNorm `weight`, not petal's `gamma`).
+    assert!(msg.contains("features.0.0.weight"), "{msg}");
+    assert!(msg.contains("features.0.1.weight"), "{msg}");
+    // Unexpected (the DenseNet file's names).
+    assert!(msg.contains("features.conv0.weight"), "{msg}");
     assert!(
-        msg.contains("features.conv0.weight"),
-        "names the unexpected torchvision key: {msg}"
+        !msg.contains("backbone.") && !msg.contains("gamma"),
+        "{msg}"
     );
     assert!(msg.contains("… and"), "lists only the first few: {msg}");
-}
 
-#[test]
-fn wrong_shapes_are_refused_with_the_mismatches_listed() {
-    // The tiny DenseNet file into a DenseNet-121: every key exists in part, shapes differ.
-    let err = load_classifier(fixture("densenet_tiny.pth"), Some("densenet121"), &flex())
-        .expect_err("must be refused");
+    // Shapes: the tiny DenseNet file into a DenseNet-121.
+    let d121 = BackboneConfig::from_name("densenet121").unwrap();
+    let model = ClassifierConfig::torchvision(d121.clone(), 10).init(&flex());
+    let Err(err) = load_state_dict(model, &d121, &sd, HeadPolicy::Load) else {
+        panic!("must be refused");
+    };
     let msg = err.to_string();
     assert!(msg.contains("shape mismatches"), "{msg}");
     assert!(
         msg.contains("features.conv0.weight: model expects [64, 3, 7, 7], file has [16, 3, 7, 7]"),
         "{msg}"
     );
+    assert!(
+        msg.contains("features.denseblock1.denselayer1.norm1.weight"),
+        "a missing layer in torchvision's spelling: {msg}"
+    );
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor_and_count() {
+    // scripts/poison_state_dict.py: densenet_tiny.pth with 3 NaN + 1 inf in
+    // features.conv0.weight and one -inf in features.norm5.running_var.
+    let err = StateDict::read(fixture("densenet_tiny_nan.pth"))
+        .err()
+        .expect("NaN weights must be refused");
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            CoreError::NonFinite {
+                count: 4,
+                tensors: 2,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(
+            "tensor `features.conv0.weight` has 4 non-finite value(s) (NaN or ±inf) among 2352 (2 tensors are affected)"
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("densenet_tiny_nan.pth"), "{msg}");
 }
 
 #[test]

@@ -70,6 +70,15 @@ impl BackboneConfig {
         }
     }
 
+    /// By how much the backbone downsamples (the feature map of an `S × S` input is about
+    /// `S / stride` wide): the smallest input it takes.
+    pub fn output_stride(&self) -> usize {
+        match self {
+            Self::DenseNet(c) => 4 << c.block_config.len().saturating_sub(1),
+            Self::MobileNetV2(_) => 32,
+        }
+    }
+
     /// Builds the backbone.
     pub fn init(&self, device: &Device) -> Backbone {
         match self {

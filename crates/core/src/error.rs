@@ -43,6 +43,35 @@ pub enum CoreError {
         /// Missing / unexpected keys and shape mismatches, a few of each.
         details: String,
     },
+    /// The state dict holds NaN or infinite values.
+    #[error(
+        "weights `{path}`: tensor `{tensor}` has {count} non-finite value(s) (NaN or ±inf) among {total}{more}: the file comes from a diverged run or is damaged; refusing to load it",
+        more = if *tensors > 1 { format!(" ({tensors} tensors are affected)") } else { String::new() }
+    )]
+    NonFinite {
+        /// The file.
+        path: String,
+        /// The first affected tensor (as the file names it).
+        tensor: String,
+        /// Its non-finite values.
+        count: usize,
+        /// Its size.
+        total: usize,
+        /// How many tensors are affected.
+        tensors: usize,
+    },
+    /// An explicit `--arch` contradicts the architecture the weight file holds.
+    #[error(
+        "--arch {asked} contradicts weights `{path}`, which hold {found}: drop --arch (the default `auto` reads the architecture from the file) or pass --arch {found}"
+    )]
+    ArchContradicts {
+        /// The file.
+        path: String,
+        /// The architecture asked for.
+        asked: String,
+        /// The architecture the file holds.
+        found: String,
+    },
     /// Device selection failed.
     #[error("{0}")]
     Device(String),

@@ -19,6 +19,7 @@ pub mod mobilenet_v2;
 pub mod weights;
 
 pub use classifier::{
-    Backbone, BackboneConfig, Classifier, ClassifierConfig, Head, HeadConfig, LayerGroup,
+    ARCH_NAMES, Backbone, BackboneConfig, Classifier, ClassifierConfig, Head, HeadConfig,
+    LayerGroup,
 };
 pub use error::CoreError;

@@ -20,6 +20,7 @@ use crate::head::PoolOrder;
 use crate::mobilenet_v2::MobileNetV2Config;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
+use burn::tensor::{DType, bf16, f16};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -73,6 +74,7 @@ impl StateDict {
                 reason: "the file holds no tensors".into(),
             });
         }
+        check_finite(&shown, &tensors)?;
         let strip_module = tensors.keys().all(|k| k.starts_with("module."));
         let tensors = tensors
             .into_iter()
@@ -129,6 +131,35 @@ impl StateDict {
             .range(prefix.to_string()..)
             .next()
             .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    /// The backbone to build for `arch`: `None` or `auto` infers it from the file; an
+    /// explicit name must agree with the file (else [`CoreError::ArchContradicts`] naming
+    /// both). A file whose architecture cannot be inferred is taken at the explicit name's
+    /// word (loading then lists what does not fit).
+    pub fn backbone_for(&self, arch: Option<&str>) -> Result<BackboneConfig, CoreError> {
+        let asked = match arch {
+            None | Some("auto") => None,
+            Some(name) => Some(BackboneConfig::from_name(name)?),
+        };
+        self.backbone_matching(asked)
+    }
+
+    /// [`backbone_for`](Self::backbone_for) with an explicit configuration (a custom
+    /// backbone) or `None` for `auto`.
+    pub fn backbone_matching(
+        &self,
+        asked: Option<BackboneConfig>,
+    ) -> Result<BackboneConfig, CoreError> {
+        match (asked, self.infer()) {
+            (None, inferred) => inferred.map(|(b, _)| b),
+            (Some(asked), Ok((found, _))) if asked != found => Err(CoreError::ArchContradicts {
+                path: self.path.clone(),
+                asked: asked.name(),
+                found: found.name(),
+            }),
+            (Some(asked), _) => Ok(asked),
+        }
     }
 
     /// Infers the classifier this state dict describes (`--arch auto`): the backbone, and
@@ -269,6 +300,50 @@ impl StateDict {
             BackboneConfig::MobileNetV2(cfg) => mobilenet_name(rest, cfg.blocks().len() + 1, self)?,
         };
         Some(format!("backbone.{mapped}"))
+    }
+}
+
+/// Refuses a state dict holding NaN or ±inf in any floating-point tensor (a diverged or
+/// damaged checkpoint): the error names the first such tensor with its count of non-finite
+/// values, and how many tensors are affected.
+fn check_finite(path: &str, tensors: &BTreeMap<String, PackTensor>) -> Result<(), CoreError> {
+    let mut bad: Vec<(String, usize, usize)> = Vec::new();
+    for (key, t) in tensors {
+        let bytes = t.to_bytes().map_err(|e| CoreError::Read {
+            path: path.to_string(),
+            reason: format!("tensor `{key}`: {e}"),
+        })?;
+        let count = non_finite(t.dtype, &bytes);
+        if count > 0 {
+            bad.push((key.clone(), count, t.shape.num_elements()));
+        }
+    }
+    match bad.first() {
+        None => Ok(()),
+        Some((tensor, count, total)) => Err(CoreError::NonFinite {
+            path: path.to_string(),
+            tensor: tensor.clone(),
+            count: *count,
+            total: *total,
+            tensors: bad.len(),
+        }),
+    }
+}
+
+/// Number of NaN / ±inf values in little-endian `bytes` of `dtype` (0 for integer types).
+fn non_finite(dtype: DType, bytes: &[u8]) -> usize {
+    fn count<const N: usize>(bytes: &[u8], finite: impl Fn([u8; N]) -> bool) -> usize {
+        bytes
+            .chunks_exact(N)
+            .filter(|c| !finite((*c).try_into().expect("chunk of N bytes")))
+            .count()
+    }
+    match dtype {
+        DType::F64 => count(bytes, |b| f64::from_le_bytes(b).is_finite()),
+        DType::F32 | DType::Flex32 => count(bytes, |b| f32::from_le_bytes(b).is_finite()),
+        DType::F16 => count(bytes, |b| f16::from_le_bytes(b).is_finite()),
+        DType::BF16 => count(bytes, |b| bf16::from_le_bytes(b).is_finite()),
+        _ => 0,
     }
 }
 
@@ -415,16 +490,22 @@ pub fn load_state_dict(
         }
     }
     let result = model.apply(tensors, None, Some(Box::new(PyTorchToBurnAdapter)), true);
-    let shown = |k: &str| original.get(k).cloned().unwrap_or_else(|| k.to_string());
-    let missing: Vec<String> = result
+    let shown = |k: &str| {
+        original
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| torchvision_key(k, backbone))
+    };
+    let mut missing: Vec<String> = result
         .missing
         .iter()
         .map(|(k, _)| k.clone())
         .filter(|k| !(head == HeadPolicy::Fresh && is_head_key(k)))
+        .map(|k| torchvision_key(&k, backbone))
         .collect();
     let mut unexpected: Vec<String> = unknown;
     unexpected.extend(result.unused.iter().map(|k| shown(k)));
-    let errors: Vec<String> = result
+    let mut errors: Vec<String> = result
         .errors
         .iter()
         .map(|e| match e {
@@ -441,6 +522,9 @@ pub fn load_state_dict(
             other => other.to_string(),
         })
         .collect();
+    for items in [&mut missing, &mut unexpected, &mut errors] {
+        items.sort_by(|a, b| natural_cmp(a, b));
+    }
     if !missing.is_empty() || !unexpected.is_empty() || !errors.is_empty() {
         let mut details = String::new();
         let mut list = |title: &str, items: &[String]| {
@@ -455,7 +539,7 @@ pub fn load_state_dict(
                 details.push_str(&format!("    … and {} more\n", items.len() - LIST_FIRST));
             }
         };
-        list("missing from the file (model key)", &missing);
+        list("missing from the file", &missing);
         list("unexpected in the file", &unexpected);
         list("shape mismatches", &errors);
         details.push_str(
@@ -478,6 +562,98 @@ pub fn load_state_dict(
     ))
 }
 
+/// The torchvision name of petal's module path `key` (the inverse of the import map, with
+/// BatchNorm's `gamma`/`beta` named `weight`/`bias` again): what a mismatch report shows, so
+/// that it speaks the file's language. Paths outside the known layout are returned as is.
+pub fn torchvision_key(key: &str, backbone: &BackboneConfig) -> String {
+    let (path, param) = key.rsplit_once('.').unwrap_or(("", key));
+    let param = match param {
+        "gamma" => "weight",
+        "beta" => "bias",
+        p => p,
+    };
+    let mapped = if let Some(rest) = path.strip_prefix("backbone.") {
+        match backbone {
+            BackboneConfig::DenseNet(_) => densenet_torchvision(rest),
+            BackboneConfig::MobileNetV2(cfg) => mobilenet_torchvision(rest, cfg),
+        }
+        .map(|p| format!("features.{p}"))
+    } else if let Some(rest) = path.strip_prefix("head.") {
+        head_torchvision(rest, backbone)
+    } else {
+        None
+    };
+    match mapped {
+        Some(p) => format!("{p}.{param}"),
+        None => key.to_string(),
+    }
+}
+
+fn densenet_torchvision(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    Some(match parts[..] {
+        ["conv0" | "norm0" | "norm5"] => path.to_string(),
+        ["blocks", b, "layers", l, ref rest @ ..] => format!(
+            "denseblock{}.denselayer{}.{}",
+            b.parse::<usize>().ok()? + 1,
+            l.parse::<usize>().ok()? + 1,
+            rest.join(".")
+        ),
+        ["transitions", t, ref rest @ ..] => {
+            format!(
+                "transition{}.{}",
+                t.parse::<usize>().ok()? + 1,
+                rest.join(".")
+            )
+        }
+        _ => return None,
+    })
+}
+
+fn mobilenet_torchvision(path: &str, cfg: &MobileNetV2Config) -> Option<String> {
+    let blocks = cfg.blocks();
+    let conv_bn = |i: usize, part: &str| -> Option<String> {
+        Some(format!(
+            "{i}.{}",
+            match part {
+                "conv" => 0,
+                "bn" => 1,
+                _ => return None,
+            }
+        ))
+    };
+    let parts: Vec<&str> = path.split('.').collect();
+    match parts[..] {
+        ["stem", part] => conv_bn(0, part),
+        ["last", part] => conv_bn(blocks.len() + 1, part),
+        ["blocks", i, ref rest @ ..] => {
+            let i: usize = i.parse().ok()?;
+            let expand = blocks.get(i)?.expand_ratio != 1;
+            let o = usize::from(expand);
+            let tail = match rest {
+                ["expand", part] if expand => conv_bn(0, part)?,
+                ["depthwise", part] => conv_bn(o, part)?,
+                ["project"] => format!("{}", 1 + o),
+                ["project_bn"] => format!("{}", 2 + o),
+                _ => return None,
+            };
+            Some(format!("{}.conv.{tail}", i + 1))
+        }
+        _ => None,
+    }
+}
+
+fn head_torchvision(path: &str, backbone: &BackboneConfig) -> Option<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    Some(match (&parts[..], backbone) {
+        (["fc"], BackboneConfig::DenseNet(_)) => "classifier".into(),
+        (["fc"], BackboneConfig::MobileNetV2(_)) => "classifier.1".into(),
+        (["blocks", i, "bn"], _) => format!("classifier.bn{i}"),
+        (["blocks", i, "fc"], _) => format!("classifier.fc{}", i.parse::<usize>().ok()? + 1),
+        _ => return None,
+    })
+}
+
 fn is_head_key(k: &str) -> bool {
     k.starts_with("head.")
 }
@@ -493,12 +669,15 @@ pub fn load_classifier(
     device: &burn::tensor::Device,
 ) -> Result<(Classifier, ClassifierConfig, LoadReport), CoreError> {
     let sd = StateDict::read(path)?;
-    let (inferred, head) = sd.infer()?;
-    let backbone = match arch {
-        Some(name) if name != "auto" => BackboneConfig::from_name(name)?,
-        _ => inferred,
-    };
-    let Some((head, classes)) = head else {
+    let backbone = sd.backbone_for(arch)?;
+    let Some((head, classes)) = sd
+        .infer_head(&backbone)
+        .map_err(|reason| CoreError::Infer {
+            path: sd.path.clone(),
+            reason,
+            known: ARCH_NAMES.join(", "),
+        })?
+    else {
         return Err(CoreError::Mismatch {
             path: sd.path.clone(),
             arch: backbone.name(),
@@ -513,17 +692,34 @@ pub fn load_classifier(
     Ok((model, config, report))
 }
 
-/// Loads the backbone weights of `path` into a classifier built from `config` (whose head
+/// Orders keys as a state dict lists its layers: dot-separated parts compared as numbers
+/// where both are numbers (`features.2` before `features.10`), else as text.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let part = |p: &str| (p.parse::<u64>().ok(), p.to_string());
+    let (mut x, mut y) = (a.split('.').map(part), b.split('.').map(part));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some((Some(m), _)), Some((Some(n), _))) if m != n => return m.cmp(&n),
+            (Some((_, s)), Some((_, t))) if s != t => return s.cmp(&t),
+            _ => {}
+        }
+    }
+}
+
+/// Loads the backbone weights of `sd` into a classifier built from `config` (whose head
 /// stays freshly initialised): the start of a fine-tune. The file's architecture must
-/// match `config.backbone`; its classifier, if any, is ignored.
+/// match `config.backbone` (choose it with [`StateDict::backbone_for`]); its classifier, if
+/// any, is ignored.
 pub fn load_pretrained_backbone(
-    path: impl AsRef<Path>,
+    sd: &StateDict,
     config: &ClassifierConfig,
     device: &burn::tensor::Device,
 ) -> Result<(Classifier, LoadReport), CoreError> {
-    let sd = StateDict::read(path)?;
     let model = config.init(device);
-    load_state_dict(model, &config.backbone, &sd, HeadPolicy::Fresh)
+    load_state_dict(model, &config.backbone, sd, HeadPolicy::Fresh)
 }
 
 #[cfg(test)]
