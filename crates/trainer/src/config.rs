@@ -2,11 +2,23 @@
 //! `config.json` in the run directory, accepted as TOML via `--config FILE.toml`).
 
 use crate::error::TrainError;
+use petal_core::device::DeviceChoice;
 use petal_core::head::PoolOrder;
-use petal_core::{BackboneConfig, HeadConfig};
+use petal_core::weights::StateDict;
+use petal_core::{ARCH_NAMES, BackboneConfig, HeadConfig};
 use petal_data::augment::AugmentConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+/// The architecture `arch = "auto"` means without a weight file: the seed's DenseNet-161.
+pub const DEFAULT_ARCH: &str = "densenet161";
+
+/// Largest crop side: the fused augmentation's grid holds at most 65,535 workgroups of
+/// 256 pixels per image.
+pub const MAX_IMAGE_SIZE: usize = 4095;
+
+/// Most images per step: the fused augmentation's grid holds at most 65,535 images.
+pub const MAX_BATCH_SIZE: usize = 65_535;
 
 /// How the backbone is unfrozen after the frozen phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,7 +115,9 @@ pub struct FineTuneConfig {
     pub threads: Option<usize>,
 
     // ---- model ----
-    /// Backbone preset (`densenet121/161/169/201`, `mobilenet_v2`).
+    /// Backbone preset (`densenet121/161/169/201`, `mobilenet_v2`), or `auto` (default):
+    /// the architecture of `weights`, or [`DEFAULT_ARCH`] without weights. An explicit name
+    /// that contradicts `weights` is an error naming both.
     pub arch: String,
     /// A custom backbone (overrides `arch`; TOML/JSON only).
     pub backbone: Option<BackboneConfig>,
@@ -180,7 +194,7 @@ impl Default for FineTuneConfig {
             max_shorter_side: None,
             max_pixels: petal_data::DEFAULT_MAX_PIXELS,
             threads: None,
-            arch: "densenet161".into(),
+            arch: "auto".into(),
             backbone: None,
             weights: None,
             hidden: vec![1024],
@@ -230,12 +244,39 @@ impl FineTuneConfig {
         })
     }
 
-    /// The backbone: `backbone` if set, else the `arch` preset.
-    pub fn backbone_config(&self) -> Result<BackboneConfig, TrainError> {
-        match &self.backbone {
-            Some(b) => Ok(b.clone()),
-            None => BackboneConfig::from_name(&self.arch).map_err(TrainError::Core),
+    /// The backbone: `backbone` if set, else the `arch` preset; `auto` takes the
+    /// architecture of the weight file `weights` (already read), and is [`DEFAULT_ARCH`]
+    /// without one. An explicit `arch` or `backbone` that contradicts the file is an error
+    /// naming both.
+    pub fn resolve_backbone(
+        &self,
+        weights: Option<&StateDict>,
+    ) -> Result<BackboneConfig, TrainError> {
+        let asked = match (&self.backbone, self.arch.as_str()) {
+            (Some(b), _) => Some(b.clone()),
+            (None, "auto") => None,
+            (None, name) => Some(BackboneConfig::from_name(name)?),
+        };
+        Ok(match (weights, asked) {
+            (Some(sd), asked) => sd.backbone_matching(asked)?,
+            (None, Some(b)) => b,
+            (None, None) => BackboneConfig::from_name(DEFAULT_ARCH)?,
+        })
+    }
+
+    /// This configuration with the architecture spelled out (`arch` = the preset's name, or
+    /// `backbone` = the custom configuration): what a run directory records, so that
+    /// `--resume` and `eval` never need the weight file again.
+    pub fn with_backbone(&self, backbone: &BackboneConfig) -> Self {
+        let mut c = self.clone();
+        match BackboneConfig::from_name(&backbone.name()) {
+            Ok(preset) if &preset == backbone => {
+                c.arch = backbone.name();
+                c.backbone = None;
+            }
+            _ => c.backbone = Some(backbone.clone()),
         }
+        c
     }
 
     /// The head: concat-pool with `hidden` and `dropout` (avg then max).
@@ -257,101 +298,283 @@ impl FineTuneConfig {
         self.augment.clone()
     }
 
-    /// Checks ranges; the error names the field.
+    /// Checks every setting before anything runs; an error names the flag, the config key,
+    /// the value and the allowed range.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |field: &str, reason: String| {
-            Err(TrainError::Config {
-                what: format!("`{field}`"),
-                reason,
-            })
-        };
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
-        if self.freeze_epochs + self.epochs == 0 {
-            return bad("epochs", "freeze_epochs + epochs must be at least 1".into());
-        }
-        if !(self.lr > 0.0 && self.lr <= 1.0) {
-            return bad("lr", format!("{} is not in (0, 1]", self.lr));
-        }
-        if self.lr_mult < 1.0 {
-            return bad("lr_mult", format!("{} must be ≥ 1", self.lr_mult));
-        }
-        if !(0.0..self.lr).contains(&self.min_lr) {
-            return bad("min_lr", format!("{} must be in [0, lr)", self.min_lr));
-        }
-        if !(0.0..1.0).contains(&self.warmup) {
-            return bad("warmup", format!("{} is a fraction in [0, 1)", self.warmup));
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad(
-                "label_smoothing",
-                format!("{} must be in [0, 1)", self.label_smoothing),
-            );
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return bad("dropout", format!("{} must be in [0, 1)", self.dropout));
-        }
-        if self.hidden.contains(&0) {
-            return bad("hidden", "widths must be ≥ 1".into());
-        }
+        let mut v = Ranges::default();
         let aug = &self.augment;
-        if aug.size < 8 {
-            return bad("augment.size", format!("{} is too small", aug.size));
+        v.int(
+            "batch-size",
+            "batch_size",
+            self.batch_size,
+            1,
+            MAX_BATCH_SIZE,
+        );
+        v.int("prefetch", "prefetch", self.prefetch, 1, 64);
+        if let Some(t) = self.threads {
+            v.int("threads", "threads", t, 1, 1024);
         }
-        if self.eval_resize() < aug.size {
-            return bad(
-                "resize",
-                format!(
-                    "{} is smaller than the crop size {}",
-                    self.eval_resize(),
-                    aug.size
-                ),
+        v.int(
+            "max-pixels",
+            "max_pixels",
+            self.max_pixels as usize,
+            1,
+            usize::MAX,
+        );
+        if let Some(s) = self.max_shorter_side {
+            v.int(
+                "max-shorter-side",
+                "max_shorter_side",
+                s as usize,
+                8,
+                65_535,
             );
         }
-        let (s0, s1) = aug.scale;
-        if !(s0 > 0.0 && s0 <= s1 && s1 <= 1.0) {
-            return bad(
-                "augment.scale",
-                format!("({s0}, {s1}) must satisfy 0 < min ≤ max ≤ 1"),
+        v.check(
+            self.freeze_epochs + self.epochs >= 1,
+            "epochs",
+            "epochs",
+            format!(
+                "{} (with --freeze-epochs {})",
+                self.epochs, self.freeze_epochs
+            ),
+            "freeze_epochs + epochs must be at least 1".into(),
+        );
+        v.real("lr", "lr", self.lr, Open(0.0), Closed(1.0));
+        v.real("lr-mult", "lr_mult", self.lr_mult, Closed(1.0), Closed(1e6));
+        v.real("wd", "wd", self.wd, Closed(0.0), Closed(1.0));
+        v.real("beta1", "beta1", self.beta1, Closed(0.0), Open(1.0));
+        v.real("beta2", "beta2", self.beta2, Closed(0.0), Open(1.0));
+        v.real("eps", "eps", self.eps, Open(0.0), Closed(1.0));
+        if let Some(c) = self.grad_clip {
+            v.real("grad-clip", "grad_clip", c, Open(0.0), Closed(1e9));
+        }
+        v.real(
+            "label-smoothing",
+            "label_smoothing",
+            self.label_smoothing,
+            Closed(0.0),
+            Open(1.0),
+        );
+        v.real("warmup", "warmup", self.warmup, Closed(0.0), Open(1.0));
+        v.real("min-lr", "min_lr", self.min_lr, Closed(0.0), Open(self.lr));
+        if let Some(p) = self.patience {
+            v.int("patience", "patience", p, 1, usize::MAX);
+        }
+        v.real("dropout", "dropout", self.dropout, Closed(0.0), Open(1.0));
+        v.real(
+            "valid-fraction",
+            "valid_fraction",
+            self.valid_fraction,
+            Closed(0.0),
+            Open(1.0),
+        );
+        for &h in &self.hidden {
+            v.int("hidden", "hidden", h, 1, 1 << 20);
+        }
+        v.int("image-size", "augment.size", aug.size, 8, MAX_IMAGE_SIZE);
+        v.int(
+            "resize",
+            "resize",
+            self.eval_resize(),
+            aug.size,
+            8 * MAX_IMAGE_SIZE,
+        );
+        v.real(
+            "scale-min",
+            "augment.scale",
+            aug.scale.0 as f64,
+            Open(0.0),
+            Closed(aug.scale.1 as f64),
+        );
+        v.real(
+            "scale-max",
+            "augment.scale",
+            aug.scale.1 as f64,
+            Open(0.0),
+            Closed(1.0),
+        );
+        v.real(
+            "ratio-min",
+            "augment.ratio",
+            aug.ratio.0 as f64,
+            Open(0.0),
+            Closed(aug.ratio.1 as f64),
+        );
+        v.real(
+            "ratio-max",
+            "augment.ratio",
+            aug.ratio.1 as f64,
+            Open(0.0),
+            Closed(100.0),
+        );
+        v.real(
+            "rotation",
+            "augment.rotation",
+            aug.rotation as f64,
+            Closed(0.0),
+            Closed(180.0),
+        );
+        v.real(
+            "flip",
+            "augment.flip",
+            aug.flip as f64,
+            Closed(0.0),
+            Closed(1.0),
+        );
+        v.real(
+            "brightness",
+            "augment.brightness",
+            aug.brightness as f64,
+            Closed(0.0),
+            Closed(100.0),
+        );
+        v.real(
+            "contrast",
+            "augment.contrast",
+            aug.contrast as f64,
+            Closed(0.0),
+            Closed(100.0),
+        );
+        v.real(
+            "saturation",
+            "augment.saturation",
+            aug.saturation as f64,
+            Closed(0.0),
+            Closed(100.0),
+        );
+        v.real(
+            "hue",
+            "augment.hue",
+            aug.hue as f64,
+            Closed(0.0),
+            Closed(0.5),
+        );
+        for c in 0..3 {
+            v.real(
+                "",
+                "augment.mean",
+                aug.mean[c] as f64,
+                Closed(-1e3),
+                Closed(1e3),
+            );
+            v.real("", "augment.std", aug.std[c] as f64, Open(0.0), Closed(1e3));
+        }
+        if self.data.is_none() {
+            let s = &self.synthetic;
+            v.int(
+                "synthetic-classes",
+                "synthetic.classes",
+                s.classes,
+                1,
+                petal_data::synthetic::MAX_CLASSES,
+            );
+            v.int("synthetic-train", "synthetic.train", s.train, 1, 10_000_000);
+            v.int("synthetic-valid", "synthetic.valid", s.valid, 1, 10_000_000);
+            v.int(
+                "synthetic-size",
+                "synthetic.image_size",
+                s.image_size as usize,
+                16,
+                4096,
             );
         }
-        let (r0, r1) = aug.ratio;
-        if !(r0 > 0.0 && r0 <= r1) {
-            return bad(
-                "augment.ratio",
-                format!("({r0}, {r1}) must satisfy 0 < min ≤ max"),
-            );
-        }
-        if !(0.0..=1.0).contains(&aug.flip) {
-            return bad("augment.flip", format!("{} is a probability", aug.flip));
-        }
-        if !(0.0..=0.5).contains(&aug.hue) {
-            return bad("augment.hue", format!("{} must be in [0, 0.5]", aug.hue));
-        }
-        for (name, v) in [
-            ("rotation", aug.rotation),
-            ("brightness", aug.brightness),
-            ("contrast", aug.contrast),
-            ("saturation", aug.saturation),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                return bad(&format!("augment.{name}"), format!("{v} must be ≥ 0"));
+        v.check(
+            self.device.parse::<DeviceChoice>().is_ok(),
+            "device",
+            "device",
+            self.device.clone(),
+            "one of auto, cpu, wgpu, vulkan, metal, dx12 (or wgpu:N)".into(),
+        );
+        v.check(
+            self.arch == "auto"
+                || ARCH_NAMES.contains(&self.arch.as_str())
+                || self.arch == "mobilenetv2",
+            "arch",
+            "arch",
+            self.arch.clone(),
+            format!("auto or one of {}", ARCH_NAMES.join(", ")),
+        );
+        v.finish()?;
+        // The smallest crop the backbone can take: its feature map must keep ≥ 1 pixel.
+        if self.arch != "auto" || self.backbone.is_some() {
+            let stride = self.resolve_backbone(None)?.output_stride();
+            if aug.size < stride {
+                return Err(TrainError::OutOfRange {
+                    flag: Some("image-size".into()),
+                    key: "augment.size".into(),
+                    value: aug.size.to_string(),
+                    allowed: format!(
+                        "allowed {stride}..={MAX_IMAGE_SIZE} for {} (it downsamples by {stride})",
+                        self.resolve_backbone(None)?.name()
+                    ),
+                });
             }
         }
-        if self.data.is_none()
-            && !(1..=petal_data::synthetic::MAX_CLASSES).contains(&self.synthetic.classes)
-        {
-            return bad(
-                "synthetic.classes",
-                format!(
-                    "{} is not in 1..={}",
-                    self.synthetic.classes,
-                    petal_data::synthetic::MAX_CLASSES
-                ),
-            );
-        }
-        self.backbone_config()?;
         Ok(())
+    }
+}
+
+use Bound::{Closed, Open};
+
+/// One end of an allowed range.
+#[derive(Clone, Copy)]
+enum Bound {
+    Open(f64),
+    Closed(f64),
+}
+
+/// Collects the first out-of-range setting.
+#[derive(Default)]
+struct Ranges(Option<TrainError>);
+
+impl Ranges {
+    fn check(&mut self, ok: bool, flag: &str, key: &str, value: String, allowed: String) {
+        if !ok && self.0.is_none() {
+            self.0 = Some(TrainError::OutOfRange {
+                flag: (!flag.is_empty()).then(|| flag.to_string()),
+                key: key.into(),
+                value,
+                allowed,
+            });
+        }
+    }
+
+    fn int(&mut self, flag: &str, key: &str, value: usize, min: usize, max: usize) {
+        let allowed = if max == usize::MAX {
+            format!("allowed at least {min}")
+        } else {
+            format!("allowed {min}..={max}")
+        };
+        self.check(
+            (min..=max).contains(&value),
+            flag,
+            key,
+            value.to_string(),
+            allowed,
+        );
+    }
+
+    fn real(&mut self, flag: &str, key: &str, value: f64, lo: Bound, hi: Bound) {
+        let (ok_lo, l) = match lo {
+            Open(a) => (value > a, format!("({a}")),
+            Closed(a) => (value >= a, format!("[{a}")),
+        };
+        let (ok_hi, h) = match hi {
+            Open(b) => (value < b, format!("{b})")),
+            Closed(b) => (value <= b, format!("{b}]")),
+        };
+        // NaN fails both comparisons.
+        self.check(
+            ok_lo && ok_hi,
+            flag,
+            key,
+            value.to_string(),
+            format!("allowed {l}, {h}"),
+        );
+    }
+
+    fn finish(self) -> Result<(), TrainError> {
+        self.0.map_or(Ok(()), Err)
     }
 }

@@ -122,6 +122,8 @@ pub fn loader(config: &FineTuneConfig, source: Source, train: bool) -> Loader {
             cache: config.cache == Cache::Ram,
             max_pixels: config.max_pixels,
             threads: config.threads,
+            // Validation counts every image once: a bad one leaves its batch short.
+            replace_bad: train,
             ..LoaderConfig::default()
         },
     )

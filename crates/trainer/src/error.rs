@@ -13,6 +13,21 @@ pub enum TrainError {
         /// Why.
         reason: String,
     },
+    /// A setting is outside its allowed range (named by its flag and its config key).
+    #[error(
+        "{} {value} is out of range: {allowed} (`{key}` in a config file)",
+        flag.as_ref().map(|f| format!("--{f}")).unwrap_or_else(|| format!("`{key}`"))
+    )]
+    OutOfRange {
+        /// The command-line flag, without dashes (`None`: a config-file key only).
+        flag: Option<String>,
+        /// The `FineTuneConfig` / TOML key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// The allowed range, in words.
+        allowed: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {reason}")]
     Io {

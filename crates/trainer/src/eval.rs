@@ -10,6 +10,7 @@ use crate::plot;
 use crate::train::{device_of, files, predict_loader};
 use petal_core::inference::softmax;
 use petal_data::ClassList;
+use petal_data::folder::Skipped;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -73,8 +74,11 @@ pub struct EvalReport {
     pub confusion_csv: PathBuf,
     /// Where its picture went.
     pub confusion_png: PathBuf,
-    /// Unreadable images skipped.
+    /// Unreadable images of the split skipped (each counted once: by the folder scan or at
+    /// batch time).
     pub skipped: usize,
+    /// Those images (path, reason).
+    pub skipped_files: Vec<(String, String)>,
 }
 
 /// Evaluation settings.
@@ -166,6 +170,20 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
             })?,
         ),
     };
+    let split_dirs: &[&str] = match opts.split {
+        Split::Valid => &["valid", "val"],
+        Split::Test => &["test"],
+    };
+    let mut skipped_files: Vec<(String, String)> = run_data
+        .warnings
+        .iter()
+        .filter(|w| w.skipped == Skipped::Image && in_split_folder(&w.path, split_dirs))
+        .map(|w| (w.path.display().to_string(), w.reason.clone()))
+        .collect();
+    // Named here once; the loader names what fails at batch time.
+    for (file, reason) in &skipped_files {
+        log::warn!("skipping {file}: {reason}");
+    }
     let k = mconf.num_classes;
     let loader = data::loader(&config, source.clone(), false);
     let t = data::eval_transform(&config);
@@ -236,7 +254,14 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
         worst,
         confusion_csv: csv_path,
         confusion_png: png_path,
-        skipped: loader.warnings().len(),
+        skipped: 0,
+        skipped_files: Vec::new(),
+    };
+    skipped_files.extend(loader.warnings().into_iter().map(|w| (w.name, w.reason)));
+    let report = EvalReport {
+        skipped: skipped_files.len(),
+        skipped_files,
+        ..report
     };
     write_atomic(
         &opts.run.join(format!("eval_{name}.json")),
@@ -245,6 +270,16 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
             .as_bytes(),
     )?;
     Ok(report)
+}
+
+/// Whether an image `<root>/<split>/<class>/<file>` lies in one of `split_dirs` (a
+/// validation split carved out of `train/` has no folder of its own: its scan skips are
+/// not attributed to it).
+fn in_split_folder(path: &Path, split_dirs: &[&str]) -> bool {
+    path.parent()
+        .and_then(Path::parent)
+        .and_then(Path::file_name)
+        .is_some_and(|d| split_dirs.iter().any(|s| d == *s))
 }
 
 fn csv_field(s: &str) -> String {

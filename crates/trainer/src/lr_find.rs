@@ -9,11 +9,10 @@ use crate::error::TrainError;
 use crate::metrics::write_atomic;
 use crate::optim::{build_optimizer, set_trainable};
 use crate::plot;
-use crate::train::{cross_entropy_loss, device_of};
-use burn::optim::GradientsParams;
+use crate::train::{StepContext, device_of, train_step};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::tensor::{Int, Tensor, TensorData};
 use petal_core::ClassifierConfig;
+use petal_core::weights::StateDict;
 use petal_data::augment::Pipeline;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -98,15 +97,20 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
     let (device, name) = device_of(config)?;
     println!("device: {name}");
     let train_device = device.autodiff();
+    let weights = config.weights.as_ref().map(StateDict::read).transpose()?;
     let d = data::open(config, None)?;
+    for w in &d.warnings {
+        log::warn!("skipped {w}");
+    }
     let mconf = ClassifierConfig::new(
-        config.backbone_config()?,
+        config.resolve_backbone(weights.as_ref())?,
         config.head_config(),
         d.classes.names.len(),
     );
+    println!("model: {}", mconf.backbone.name());
     train_device.seed(config.seed);
-    let model = match &config.weights {
-        Some(w) => petal_core::weights::load_pretrained_backbone(w, &mconf, &train_device)?.0,
+    let model = match &weights {
+        Some(sd) => petal_core::weights::load_pretrained_backbone(sd, &mconf, &train_device)?.0,
         None => mconf.init(&train_device),
     };
     crate::optim::initialize_now(&model);
@@ -115,6 +119,13 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
     let mut optim = build_optimizer(config, &model);
     let loader = data::loader(config, d.train, true);
     let pipeline = Pipeline::train(config.augment_config(), config.seed);
+    let ctx = StepContext {
+        pipeline: &pipeline,
+        dtype: burn::tensor::DType::F32,
+        device: &train_device,
+        label_smoothing: config.label_smoothing,
+        grad_clip: config.grad_clip,
+    };
     let ratio = (opts.end / opts.start).powf(1.0 / (opts.steps - 1) as f64);
     let (mut lrs, mut losses, mut smoothed) = (Vec::new(), Vec::new(), Vec::new());
     let (mut avg, mut best) = (0.0f64, f64::INFINITY);
@@ -127,12 +138,18 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
                 break 'sweep;
             }
             let lr = opts.start * ratio.powi(i as i32);
-            let n = batch.len();
-            let x = pipeline.apply(&batch, epoch, &train_device);
-            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
-            let loss = cross_entropy_loss(model.forward(x), y, config.label_smoothing);
-            let v = loss.clone().into_scalar::<f32>() as f64;
+            // The trainer's own step; the loss read back is the one before the update.
+            let metrics;
+            (model, metrics) = train_step(
+                model,
+                &batch,
+                epoch,
+                &mut optim,
+                ModuleLearningRate::from(lr),
+                &ctx,
+                &mut |_| {},
+            );
+            let v = metrics.slice(0..1).into_scalar::<f32>() as f64;
             lrs.push(lr);
             losses.push(v);
             avg = 0.98 * avg + 0.02 * v;
@@ -143,8 +160,6 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
                 break 'sweep;
             }
             best = best.min(s);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(ModuleLearningRate::from(lr), model, grads);
         }
         epoch += 1;
     }

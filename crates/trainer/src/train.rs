@@ -9,9 +9,8 @@ use crate::error::TrainError;
 use crate::metrics::{
     EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics,
 };
-use crate::optim::{
-    build_optimizer, cast_model, clip_grad_norm, initialize_now, model_dtype, set_trainable,
-};
+use crate::optim::build_optimizer;
+use crate::optim::{cast_model, clip_grad_norm, initialize_now, model_dtype, set_trainable};
 use crate::plot;
 use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
 use burn::module::{Module, ParamId};
@@ -22,9 +21,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, DType, Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use petal_core::device::{DeviceChoice, select_device};
+use petal_core::weights::StateDict;
 use petal_core::{Classifier, ClassifierConfig};
 use petal_data::augment::Pipeline;
-use petal_data::{EvalTransform, Loader};
+use petal_data::folder::{ScanWarning, SkipCounts, Skipped};
+use petal_data::{EvalTransform, Loader, PackedBatch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,8 +101,14 @@ pub struct TrainOutcome {
     pub stop: StopReason,
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Images skipped as unreadable (path, reason): at the scan and at batch time.
+    /// Images skipped as unreadable (path, reason), each once: at the scan and at batch
+    /// time.
     pub skipped: Vec<(String, String)>,
+    /// Class folders left out (path, reason): empty training classes, unknown classes in
+    /// `valid/`.
+    pub classes_left_out: Vec<(String, String)>,
+    /// Images actually used for training and validation.
+    pub images_used: (usize, usize),
 }
 
 fn mix(a: u64, b: u64) -> u64 {
@@ -249,6 +256,76 @@ impl Progress {
     }
 }
 
+/// What a training step needs besides the model, the batch and the optimizer.
+pub struct StepContext<'a> {
+    /// The training augmentation.
+    pub pipeline: &'a Pipeline,
+    /// The step's float type (the model's).
+    pub dtype: DType,
+    /// The autodiff device.
+    pub device: &'a Device,
+    /// Label smoothing of the loss.
+    pub label_smoothing: f64,
+    /// Global gradient-norm clipping.
+    pub grad_clip: Option<f64>,
+}
+
+/// The points inside [`train_step`] an observer sees (`bench train-step --breakdown`
+/// times the phases between them).
+pub enum StepEvent<'a> {
+    /// The batch is augmented on the device and the labels uploaded.
+    Augmented,
+    /// Forward pass and loss queued.
+    Forward {
+        /// The batch's logits.
+        logits: &'a Tensor<2>,
+        /// The loss.
+        loss: &'a Tensor<1>,
+    },
+    /// Backward pass (and clipping) queued.
+    Backward,
+    /// Optimizer step queued.
+    Stepped {
+        /// The batch's logits.
+        logits: &'a Tensor<2>,
+    },
+}
+
+/// One training step on `batch` (fastai's `one_batch`): augmentation on the device,
+/// forward, loss, backward, optional clipping, AdamW step at `lrs`. Nothing is read back:
+/// the returned `[loss, correct]` tensor is the caller's single host read. Seed the device
+/// (dropout) before calling.
+pub fn train_step(
+    model: Classifier,
+    batch: &PackedBatch,
+    epoch: u64,
+    optim: &mut ModuleOptimizer,
+    lrs: impl Into<ModuleLearningRate>,
+    ctx: &StepContext,
+    observe: &mut dyn FnMut(StepEvent),
+) -> (Classifier, Tensor<1>) {
+    let n = batch.len();
+    let x = ctx.pipeline.apply_as(batch, epoch, ctx.dtype, ctx.device);
+    let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), ctx.device);
+    observe(StepEvent::Augmented);
+    let logits = model.forward(x);
+    let loss = cross_entropy_loss(logits.clone(), y.clone(), ctx.label_smoothing);
+    let metrics = step_metrics(&logits, &y, &loss);
+    observe(StepEvent::Forward {
+        logits: &logits,
+        loss: &loss,
+    });
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    if let Some(max) = ctx.grad_clip {
+        clip_grad_norm(&model, &mut grads, max);
+    }
+    observe(StepEvent::Backward);
+    let model = optim.step(lrs, model, grads);
+    observe(StepEvent::Stepped { logits: &logits });
+    (model, metrics)
+}
+
 /// The optimizer, the scheduler and the trainable set of the current epoch.
 struct Stepper {
     optim: ModuleOptimizer,
@@ -259,296 +336,459 @@ struct Stepper {
     factors: Vec<f64>,
 }
 
+/// Sums of a training epoch so far (carried across an interruption in the checkpoint).
+struct EpochSums {
+    loss_sum: f64,
+    correct: u64,
+    seen: u64,
+    /// Images trained on in this process (for images/s).
+    imgs_this_run: u64,
+    train_time: f64,
+    last_lrs: Vec<f64>,
+    interrupted: bool,
+}
+
+/// A run in progress: everything the epoch functions share.
+struct Run<'a> {
+    config: &'a FineTuneConfig,
+    opts: &'a TrainOptions,
+    device: Device,
+    train_device: Device,
+    dtype: DType,
+    model_config: ClassifierConfig,
+    ckpt_path: PathBuf,
+    resume: Option<Checkpoint>,
+    state: TrainState,
+    records: Vec<EpochRecord>,
+    train_loader: Loader,
+    valid_loader: Loader,
+    pipeline: Pipeline,
+    eval_t: EvalTransform,
+    bpe: usize,
+    total_epochs: usize,
+    groups_n: usize,
+    /// One parameter of each layer group: reads each group's learning rate off the scheduler.
+    probes: Vec<ParamId>,
+    data: DataReport,
+}
+
+/// What the data set gave the run: exact counts, each skipped file once.
+struct DataReport {
+    description: String,
+    train: usize,
+    valid: usize,
+    warnings: Vec<ScanWarning>,
+}
+
 /// Runs a fine-tune as `config` says, writing everything into `opts.out`.
 pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcome, TrainError> {
     config.validate()?;
-    let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let say = |s: String| {
-        if opts.verbose {
+    let (mut run, mut model) = Run::open(config, opts)?;
+    run.announce(&model);
+    let mut stepper: Option<Stepper> = None;
+    let mut stop = StopReason::Finished;
+    for epoch in run.state.epoch..run.total_epochs {
+        let t0 = Instant::now();
+        let first = stepper.is_none();
+        let st;
+        (model, st) = run.prepare_epoch(model, epoch, &mut stepper, first)?;
+        let sums;
+        (model, sums) = run.train_epoch(model, epoch, st)?;
+        if sums.interrupted {
+            run.save(&model, st)?;
+            run.say(format!(
+                "interrupted at step {}: wrote {}; continue with --resume {}",
+                run.state.global_step,
+                run.ckpt_path.display(),
+                opts.out.display()
+            ));
+            stop = StopReason::Interrupted {
+                step: run.state.global_step,
+            };
+            break;
+        }
+        if let Some(s) = run.end_epoch(&model, epoch, st, sums, t0)? {
+            stop = s;
+            break;
+        }
+    }
+    Ok(run.finish(stop))
+}
+
+impl<'a> Run<'a> {
+    fn say(&self, s: String) {
+        if self.opts.verbose {
             println!("{s}");
         }
-    };
+    }
 
-    let (device, device_name) = device_of(config)?;
-    let dtype = match config.precision {
-        Precision::F32 => DType::F32,
-        Precision::F16 if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) => {
-            DType::F16
+    /// Device, data, model (pretrained, resumed or fresh), run files and loaders.
+    fn open(
+        config: &'a FineTuneConfig,
+        opts: &'a TrainOptions,
+    ) -> Result<(Self, Classifier), TrainError> {
+        let out = &opts.out;
+        let (device, device_name) = device_of(config)?;
+        let dtype = match config.precision {
+            Precision::F32 => DType::F32,
+            Precision::F16
+                if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) =>
+            {
+                DType::F16
+            }
+            Precision::F16 => {
+                return Err(TrainError::Config {
+                    what: "`precision`".into(),
+                    reason: format!(
+                        "f16 training needs a wgpu adapter; {device_name} trains in f32 (use --precision f32)"
+                    ),
+                });
+            }
+        };
+        let train_device = device.clone().autodiff();
+
+        // The weight file is read once: it decides `--arch auto` and is then loaded. A
+        // resumed run takes its model from the checkpoint instead.
+        let weights = match (&config.weights, opts.resume) {
+            (Some(w), false) => Some(StateDict::read(w)?),
+            _ => None,
+        };
+        let backbone = config.resolve_backbone(weights.as_ref())?;
+        let saved_config = config.with_backbone(&backbone);
+
+        let data = data::open(config, None)?;
+        for w in &data.warnings {
+            log::warn!("skipped {w}");
         }
-        Precision::F16 => {
+        let RunData {
+            classes,
+            train: train_src,
+            valid: valid_src,
+            description,
+            warnings,
+            ..
+        } = data;
+        if train_src.is_empty() || valid_src.is_empty() {
             return Err(TrainError::Config {
-                what: "`precision`".into(),
+                what: "data".into(),
                 reason: format!(
-                    "f16 training needs a wgpu adapter; {device_name} trains in f32 (use --precision f32)"
+                    "{description}: training and validation need at least one image each"
                 ),
             });
         }
-    };
-    let train_device = device.clone().autodiff();
+        let num_classes = classes.names.len();
+        // The run directory appears only once weights, architecture and data are known good.
+        std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
+        write_atomic(
+            &out.join(files::CLASSES),
+            serde_json::to_string_pretty(&classes)
+                .expect("classes serialise")
+                .as_bytes(),
+        )?;
+        write_atomic(
+            &out.join(files::CONFIG),
+            serde_json::to_string_pretty(&saved_config)
+                .expect("config serialises")
+                .as_bytes(),
+        )?;
 
-    let data = data::open(config, None)?;
-    for w in &data.warnings {
-        log::warn!("skipped {}: {}", w.path.display(), w.reason);
-    }
-    let RunData {
-        classes,
-        train: train_src,
-        valid: valid_src,
-        description,
-        warnings,
-        ..
-    } = data;
-    if train_src.is_empty() || valid_src.is_empty() {
-        return Err(TrainError::Config {
-            what: "data".into(),
-            reason: format!("{description}: training and validation need at least one image each"),
-        });
-    }
-    let num_classes = classes.names.len();
-    write_atomic(
-        &out.join(files::CLASSES),
-        serde_json::to_string_pretty(&classes)
-            .expect("classes serialise")
-            .as_bytes(),
-    )?;
-    write_atomic(
-        &out.join(files::CONFIG),
-        serde_json::to_string_pretty(config)
-            .expect("config serialises")
-            .as_bytes(),
-    )?;
-
-    let model_config =
-        ClassifierConfig::new(config.backbone_config()?, config.head_config(), num_classes);
-    let ckpt_path = out.join(files::LAST);
-    let resume = if opts.resume {
-        let c = Checkpoint::read(&ckpt_path)?;
-        if c.header.model != model_config {
-            return Err(TrainError::checkpoint(
-                &ckpt_path,
-                "its model differs from the run's config.json (architecture, head or classes)",
-            ));
-        }
-        Some(c)
-    } else {
-        None
-    };
-
-    let mut model = match &resume {
-        Some(c) => c.load_model(&ckpt_path, &train_device)?,
-        None => {
-            train_device.seed(config.seed);
-            match &config.weights {
-                Some(w) => {
-                    let (m, report) = petal_core::weights::load_pretrained_backbone(
-                        w,
-                        &model_config,
-                        &train_device,
-                    )?;
-                    say(format!(
+        let model_config = ClassifierConfig::new(backbone, config.head_config(), num_classes);
+        let ckpt_path = out.join(files::LAST);
+        let resume = if opts.resume {
+            let c = Checkpoint::read(&ckpt_path)?;
+            if c.header.model != model_config {
+                return Err(TrainError::checkpoint(
+                    &ckpt_path,
+                    "its model differs from the run's config.json (architecture, head or classes)",
+                ));
+            }
+            Some(c)
+        } else {
+            None
+        };
+        let mut model = match (&resume, &weights) {
+            (Some(c), _) => c.load_model(&ckpt_path, &train_device)?,
+            (None, Some(sd)) => {
+                train_device.seed(config.seed);
+                let (m, report) = petal_core::weights::load_pretrained_backbone(
+                    sd,
+                    &model_config,
+                    &train_device,
+                )?;
+                if opts.verbose {
+                    println!(
                         "weights: {} tensors from {} (head fresh)",
                         report.applied,
-                        w.display()
-                    ));
-                    m
+                        sd.path()
+                    );
                 }
-                None => model_config.init(&train_device),
+                m
             }
+            (None, None) => {
+                train_device.seed(config.seed);
+                model_config.init(&train_device)
+            }
+        };
+        // Parameters are lazy: initialise them all now, from `config.seed` alone.
+        initialize_now(&model);
+        if model_dtype(&model) != dtype {
+            // Parameters, BatchNorm statistics, activations and AdamW state all in f16 (no
+            // f32 master copy): halves memory and bandwidth; the loss is read back in f32.
+            model = cast_model(model, dtype);
         }
-    };
-    // Parameters are lazy: initialise them all now, from `config.seed` alone.
-    initialize_now(&model);
 
-    if model_dtype(&model) != dtype {
-        // Parameters, BatchNorm statistics, activations and AdamW state all in f16 (no f32
-        // master copy): halves memory and bandwidth; the loss is read back in f32.
-        model = cast_model(model, dtype);
+        let state = resume
+            .as_ref()
+            .map(|c| c.header.state.clone())
+            .unwrap_or(TrainState {
+                seed: config.seed,
+                ..TrainState::default()
+            });
+        let records = if opts.resume {
+            read_metrics(out)?
+                .into_iter()
+                .filter(|r| r.epoch <= state.epoch)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let data = DataReport {
+            description,
+            train: train_src.len(),
+            valid: valid_src.len(),
+            warnings,
+        };
+        let train_loader = data::loader(config, train_src, true);
+        let valid_loader = data::loader(config, valid_src, false);
+        let probes = {
+            let ids = float_param_ids(&model);
+            model
+                .layer_groups()
+                .iter()
+                .filter_map(|g| ids.iter().find(|id| g.params.matches(id, None)).copied())
+                .collect()
+        };
+        let run = Self {
+            config,
+            opts,
+            dtype,
+            model_config,
+            ckpt_path,
+            resume,
+            state,
+            records,
+            bpe: train_loader.batches_per_epoch(),
+            train_loader,
+            valid_loader,
+            pipeline: Pipeline::train(config.augment_config(), config.seed),
+            eval_t: data::eval_transform(config),
+            total_epochs: config.freeze_epochs + config.epochs,
+            groups_n: model.layer_groups().len(),
+            probes,
+            data,
+            device: device.clone(),
+            train_device,
+        };
+        run.say(format!("device: {device_name}"));
+        Ok((run, model))
     }
 
-    let mut state = resume
-        .as_ref()
-        .map(|c| c.header.state.clone())
-        .unwrap_or(TrainState {
-            seed: config.seed,
-            ..TrainState::default()
-        });
-    let mut records = if opts.resume {
-        read_metrics(out)?
-            .into_iter()
-            .filter(|r| r.epoch <= state.epoch)
-            .collect()
-    } else {
-        Vec::new()
-    };
-
-    let train_loader = data::loader(config, train_src, true);
-    let valid_loader = data::loader(config, valid_src, false);
-    let bpe = train_loader.batches_per_epoch();
-    let pipeline = Pipeline::train(config.augment_config(), config.seed);
-    let eval_t = data::eval_transform(config);
-    let total_epochs = config.freeze_epochs + config.epochs;
-    let groups_n = model.layer_groups().len();
-
-    say(format!("device: {device_name}"));
-    say(format!("data: {description}"));
-    say(format!(
-        "model: {} + concat-pool head {:?} → {num_classes} classes, {} parameters",
-        model_config.backbone.name(),
-        config.hidden,
-        model.num_parameters()
-    ));
-    say(format!(
-        "recipe: {} frozen + {} unfrozen ({:?}) epochs × {bpe} steps of {}, AdamW lr {:.1e} (groups down to /{}), wd {}, {:?} schedule",
-        config.freeze_epochs,
-        config.epochs,
-        config.unfreeze,
-        config.batch_size,
-        config.lr,
-        config.lr_mult,
-        config.wd,
-        config.schedule
-    ));
-    if opts.resume {
-        say(format!(
-            "resuming {} at epoch {}, batch {} (step {})",
-            out.display(),
-            state.epoch + 1,
-            state.batch_in_epoch,
-            state.global_step
+    fn announce(&self, model: &Classifier) {
+        let c = self.config;
+        let skips = SkipCounts::of(&self.data.warnings);
+        self.say(format!(
+            "data: {}{}",
+            self.data.description,
+            skip_summary(skips.images, skips),
         ));
+        self.say(format!(
+            "model: {} + concat-pool head {:?} → {} classes, {} parameters",
+            self.model_config.backbone.name(),
+            c.hidden,
+            self.model_config.num_classes,
+            model.num_parameters()
+        ));
+        self.say(format!(
+            "recipe: {} frozen + {} unfrozen ({:?}) epochs × {} steps of {}, AdamW lr {:.1e} (groups down to /{}), wd {}, {:?} schedule",
+            c.freeze_epochs,
+            c.epochs,
+            c.unfreeze,
+            self.bpe,
+            c.batch_size,
+            c.lr,
+            c.lr_mult,
+            c.wd,
+            c.schedule
+        ));
+        if self.opts.resume {
+            self.say(format!(
+                "resuming {} at epoch {}, batch {} (step {})",
+                self.opts.out.display(),
+                self.state.epoch + 1,
+                self.state.batch_in_epoch,
+                self.state.global_step
+            ));
+        }
     }
 
-    let mut stepper: Option<Stepper> = None;
-    let mut first = true;
-    let mut stop = StopReason::Finished;
-    // One parameter of each layer group: reads each group's learning rate off the scheduler.
-    let probes: Vec<ParamId> = {
-        let ids = float_param_ids(&model);
-        model
-            .layer_groups()
-            .iter()
-            .filter_map(|g| ids.iter().find(|id| g.params.matches(id, None)).copied())
-            .collect()
-    };
-    let lr_of = |lrs: &ModuleLearningRate| -> Vec<f64> {
-        probes
-            .iter()
-            .map(|id| lrs.lr_from_param(*id, None))
-            .collect()
-    };
-
-    for epoch in state.epoch..total_epochs {
-        let t0 = Instant::now();
+    /// (Re)builds the optimizer and scheduler when the trainable set or the phase changes
+    /// (their state belongs to the parameters they were training) and, on the first epoch
+    /// of a resumed run, restores both from the checkpoint.
+    fn prepare_epoch<'s>(
+        &mut self,
+        model: Classifier,
+        epoch: usize,
+        stepper: &'s mut Option<Stepper>,
+        first: bool,
+    ) -> Result<(Classifier, &'s mut Stepper), TrainError> {
+        let config = self.config;
         let frozen = epoch < config.freeze_epochs;
-        let trainable = trainable_groups(config, epoch, groups_n);
-        // (Re)build the optimizer when the trainable set or the phase changes: its state
-        // belongs to the parameters it was training.
+        let trainable = trainable_groups(config, epoch, self.groups_n);
         let phase_changed = stepper.as_ref().is_none_or(|s| s.phase_frozen != frozen);
         let set_changed = stepper.as_ref().is_none_or(|s| s.trainable != trainable);
-        if phase_changed || set_changed {
-            let groups = model.layer_groups();
-            model = set_trainable(model, &groups, trainable, config.train_bn);
-            let groups = model.layer_groups();
-            let mut optim = build_optimizer(config, &model);
-            let (mut scheduler, curve, factors) = match (phase_changed, stepper.take()) {
-                (false, Some(s)) => (s.scheduler, s.curve, s.factors),
-                _ => {
-                    let curve = head_curve(config, epoch, bpe);
-                    let factors: Vec<f64> = (0..groups.len())
-                        .map(|g| group_factor(g, groups.len(), config.lr_mult))
-                        .collect();
-                    let ids: Vec<_> = groups.iter().map(|g| g.params.clone()).collect();
-                    let s = phase_scheduler(&curve, &ids, &factors).map_err(|reason| {
-                        TrainError::Config {
-                            what: "schedule".into(),
-                            reason,
-                        }
-                    })?;
-                    (s, curve, factors)
-                }
-            };
-            // The checkpoint's scheduler and optimizer continue only within the phase (and
-            // trainable set) they were saved in, as an uninterrupted run would.
-            let saved_epoch = if state.batch_in_epoch > 0 {
-                state.epoch
-            } else {
-                state.epoch.saturating_sub(1)
-            };
-            let same_phase = (saved_epoch < config.freeze_epochs) == frozen;
-            if first
-                && same_phase
-                && let Some(c) = &resume
-            {
-                if let Some(b) = c.section("scheduler") {
-                    let rec = LrSchedulerRecord::from_bytes(Bytes::from_bytes_vec(b.to_vec()))
-                        .map_err(|e| TrainError::checkpoint(&ckpt_path, e.to_string()))?;
-                    scheduler = scheduler.load_record(rec);
-                }
-                if state.trainable_groups == trainable
-                    && let Some(b) = c.section("optimizer")
-                {
-                    optim = optim
-                        .from_bytes(Bytes::from_bytes_vec(b.to_vec()))
-                        .map_err(|e| TrainError::checkpoint(&ckpt_path, e.to_string()))?;
-                }
-            }
-            if phase_changed && !first {
-                state.phase_step = 0;
-            }
-            stepper = Some(Stepper {
-                optim,
-                scheduler,
-                trainable,
-                phase_frozen: frozen,
-                curve,
-                factors,
-            });
+        if !(phase_changed || set_changed) {
+            return Ok((model, stepper.as_mut().expect("checked above")));
         }
-        first = false;
-        let st = stepper.as_mut().expect("built above");
-        let phase = if frozen {
+        let groups = model.layer_groups();
+        let model = set_trainable(model, &groups, trainable, config.train_bn);
+        let groups = model.layer_groups();
+        let mut optim = build_optimizer(config, &model);
+        let (mut scheduler, curve, factors) = match (phase_changed, stepper.take()) {
+            (false, Some(s)) => (s.scheduler, s.curve, s.factors),
+            _ => {
+                let curve = head_curve(config, epoch, self.bpe);
+                let factors: Vec<f64> = (0..groups.len())
+                    .map(|g| group_factor(g, groups.len(), config.lr_mult))
+                    .collect();
+                let ids: Vec<_> = groups.iter().map(|g| g.params.clone()).collect();
+                let s = phase_scheduler(&curve, &ids, &factors).map_err(|reason| {
+                    TrainError::Config {
+                        what: "schedule".into(),
+                        reason,
+                    }
+                })?;
+                (s, curve, factors)
+            }
+        };
+        // The checkpoint's scheduler and optimizer continue only within the phase (and
+        // trainable set) they were saved in, as an uninterrupted run would.
+        let state = &mut self.state;
+        let saved_epoch = if state.batch_in_epoch > 0 {
+            state.epoch
+        } else {
+            state.epoch.saturating_sub(1)
+        };
+        let same_phase = (saved_epoch < config.freeze_epochs) == frozen;
+        if first
+            && same_phase
+            && let Some(c) = &self.resume
+        {
+            let path = &self.ckpt_path;
+            if let Some(b) = c.section("scheduler") {
+                let rec = LrSchedulerRecord::from_bytes(Bytes::from_bytes_vec(b.to_vec()))
+                    .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+                scheduler = scheduler.load_record(rec);
+            }
+            if state.trainable_groups == trainable
+                && let Some(b) = c.section("optimizer")
+            {
+                optim = optim
+                    .from_bytes(Bytes::from_bytes_vec(b.to_vec()))
+                    .map_err(|e| TrainError::checkpoint(path, e.to_string()))?;
+            }
+        }
+        if phase_changed && !first {
+            state.phase_step = 0;
+        }
+        let st = stepper.insert(Stepper {
+            optim,
+            scheduler,
+            trainable,
+            phase_frozen: frozen,
+            curve,
+            factors,
+        });
+        Ok((model, st))
+    }
+
+    fn phase_name(&self, epoch: usize, trainable: usize) -> String {
+        if epoch < self.config.freeze_epochs {
             "frozen".to_string()
-        } else if trainable >= groups_n {
+        } else if trainable >= self.groups_n {
             "unfrozen".to_string()
         } else {
             format!("unfrozen:{}", trainable - 1)
-        };
+        }
+    }
 
-        let skip = state.batch_in_epoch;
-        let (mut loss_sum, mut correct, mut seen) =
-            if skip > 0 { state.partial } else { (0.0, 0, 0) };
+    /// The training half of an epoch: [`train_step`] over the loader's batches (from the
+    /// checkpoint's position when resuming mid-epoch), stopping early on Ctrl-C /
+    /// `stop_at_step`, or with an error on a non-finite loss.
+    fn train_epoch(
+        &mut self,
+        mut model: Classifier,
+        epoch: usize,
+        st: &mut Stepper,
+    ) -> Result<(Classifier, EpochSums), TrainError> {
+        let config = self.config;
+        let skip = self.state.batch_in_epoch;
+        let (loss_sum, correct, seen) = if skip > 0 {
+            self.state.partial
+        } else {
+            (0.0, 0, 0)
+        };
+        let mut sums = EpochSums {
+            loss_sum,
+            correct,
+            seen,
+            imgs_this_run: 0,
+            train_time: 0.0,
+            last_lrs: Vec::new(),
+            interrupted: false,
+        };
         let bar = Progress::new(
-            opts.verbose,
-            bpe,
-            format!("epoch {}/{total_epochs} {phase}", epoch + 1),
+            self.opts.verbose,
+            self.bpe,
+            format!(
+                "epoch {}/{} {}",
+                epoch + 1,
+                self.total_epochs,
+                self.phase_name(epoch, st.trainable)
+            ),
         );
+        let ctx = StepContext {
+            pipeline: &self.pipeline,
+            dtype: self.dtype,
+            device: &self.train_device,
+            label_smoothing: config.label_smoothing,
+            grad_clip: config.grad_clip,
+        };
         let t_train = Instant::now();
-        let mut imgs_this_run = 0u64;
-        let mut last_lrs = Vec::new();
-        let mut interrupted = false;
-        for (b, batch) in train_loader
+        for (b, batch) in self
+            .train_loader
             .epoch_from(epoch as u64, skip)
             .into_iter()
             .enumerate()
         {
-            let b = b + skip;
-            train_device.seed(mix(config.seed, state.global_step));
-            let n = batch.len();
-            let x = pipeline.apply_as(&batch, epoch as u64, dtype, &train_device);
-            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-            let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), &train_device);
-            let logits = model.forward(x);
-            let loss = cross_entropy_loss(logits.clone(), y.clone(), config.label_smoothing);
-            let metrics = step_metrics(&logits, &y, &loss);
+            let state = &mut self.state;
+            self.train_device.seed(mix(config.seed, state.global_step));
             let lrs = st.scheduler.step();
             let lr_base = lrs.base();
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if let Some(max) = config.grad_clip {
-                clip_grad_norm(&model, &mut grads, max);
-            }
-            last_lrs = lr_of(&lrs);
-            model = st.optim.step(lrs, model, grads);
+            sums.last_lrs = self
+                .probes
+                .iter()
+                .map(|id| lrs.lr_from_param(*id, None))
+                .collect();
+            let metrics;
+            (model, metrics) = train_step(
+                model,
+                &batch,
+                epoch as u64,
+                &mut st.optim,
+                lrs,
+                &ctx,
+                &mut |_| {},
+            );
             let mv: Vec<f32> = metrics
                 .into_data()
                 .convert::<f32>()
@@ -565,61 +805,63 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
                     lr: lr_base,
                 });
             }
-            correct += mv[1] as u64;
-            loss_sum += loss_v as f64 * n as f64;
-            seen += n as u64;
-            imgs_this_run += n as u64;
+            let n = batch.len() as u64;
+            sums.correct += mv[1] as u64;
+            sums.loss_sum += loss_v as f64 * n as f64;
+            sums.seen += n;
+            sums.imgs_this_run += n;
             state.global_step += 1;
             state.phase_step += 1;
-            state.batch_in_epoch = b + 1;
-            let ips = imgs_this_run as f64 / t_train.elapsed().as_secs_f64();
+            state.batch_in_epoch = b + skip + 1;
+            let ips = sums.imgs_this_run as f64 / t_train.elapsed().as_secs_f64();
             bar.tick(
-                b + 1,
+                b + skip + 1,
                 format!(
                     "loss {:.4} acc {:.1}% {:.0} img/s",
-                    loss_sum / seen as f64,
-                    100.0 * correct as f64 / seen as f64,
+                    sums.loss_sum / sums.seen as f64,
+                    100.0 * sums.correct as f64 / sums.seen as f64,
                     ips
                 ),
             );
-            let stop_now = opts.stop.load(Ordering::SeqCst)
-                || opts.stop_at_step.is_some_and(|s| state.global_step >= s);
-            if stop_now && state.batch_in_epoch < bpe {
-                state.partial = (loss_sum, correct, seen);
-                interrupted = true;
+            let stop_now = self.opts.stop.load(Ordering::SeqCst)
+                || self
+                    .opts
+                    .stop_at_step
+                    .is_some_and(|s| state.global_step >= s);
+            if stop_now && state.batch_in_epoch < self.bpe {
+                state.partial = (sums.loss_sum, sums.correct, sums.seen);
+                state.trainable_groups = st.trainable;
+                sums.interrupted = true;
                 break;
             }
         }
         bar.finish();
-        if interrupted {
-            state.trainable_groups = st.trainable;
-            save(&ckpt_path, &model_config, &model, &state, st)?;
-            say(format!(
-                "interrupted at step {}: wrote {}; continue with --resume {}",
-                state.global_step,
-                ckpt_path.display(),
-                out.display()
-            ));
-            stop = StopReason::Interrupted {
-                step: state.global_step,
-            };
-            break;
-        }
-        let train_time = t_train.elapsed().as_secs_f64();
+        sums.train_time = t_train.elapsed().as_secs_f64();
+        Ok((model, sums))
+    }
 
-        // Validation.
-        let mut tally = Tally::new(num_classes);
-        let eval_device = device.clone();
+    /// The end of an epoch: validation, the epoch's record, checkpoints, curves, and the
+    /// stop decision (early stopping, Ctrl-C between epochs).
+    fn end_epoch(
+        &mut self,
+        model: &Classifier,
+        epoch: usize,
+        st: &Stepper,
+        sums: EpochSums,
+        t0: Instant,
+    ) -> Result<Option<StopReason>, TrainError> {
+        let config = self.config;
+        let out = &self.opts.out;
+        let mut tally = Tally::new(self.model_config.num_classes);
         predict_loader(
-            &model,
-            &valid_loader,
-            &eval_t,
+            model,
+            &self.valid_loader,
+            &self.eval_t,
             false,
-            &eval_device,
-            |l, y, _| {
-                tally.add(l, y, cross_entropy(l, y, config.label_smoothing));
-            },
+            &self.device,
+            |l, y, _| tally.add(l, y, cross_entropy(l, y, config.label_smoothing)),
         );
+        let state = &mut self.state;
         state.epoch = epoch + 1;
         state.batch_in_epoch = 0;
         state.partial = (0.0, 0, 0);
@@ -631,21 +873,22 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         }
         let record = EpochRecord {
             epoch: epoch + 1,
-            phase,
-            step: state.global_step,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_top1: correct as f64 / seen.max(1) as f64,
+            phase: self.phase_name(epoch, st.trainable),
+            step: self.state.global_step,
+            train_loss: sums.loss_sum / sums.seen.max(1) as f64,
+            train_top1: sums.correct as f64 / sums.seen.max(1) as f64,
             valid_loss: tally.loss(),
             valid_top1: top1,
             valid_top5: tally.top5(),
-            lr: last_lrs.last().copied().unwrap_or(0.0),
-            lrs: last_lrs.clone(),
+            lr: sums.last_lrs.last().copied().unwrap_or(0.0),
+            lrs: sums.last_lrs.clone(),
             time_s: t0.elapsed().as_secs_f64(),
-            images_per_s: imgs_this_run as f64 / train_time.max(1e-9),
+            images_per_s: sums.imgs_this_run as f64 / sums.train_time.max(1e-9),
         };
-        say(format!(
-            "epoch {:>2}/{total_epochs} {:<10} train_loss {:.4} valid_loss {:.4} top1 {:.2}% top5 {:.2}% lr {:.2e} time {:.1}s ({:.0} img/s){}",
+        self.say(format!(
+            "epoch {:>2}/{} {:<10} train_loss {:.4} valid_loss {:.4} top1 {:.2}% top5 {:.2}% lr {:.2e} time {:.1}s ({:.0} img/s){}",
             record.epoch,
+            self.total_epochs,
             record.phase,
             record.train_loss,
             record.valid_loss,
@@ -656,66 +899,104 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
             record.images_per_s,
             if improved { " *" } else { "" }
         ));
-        records.push(record);
-        save(&ckpt_path, &model_config, &model, &state, st)?;
+        self.records.push(record);
+        self.save(model, st)?;
         if improved {
-            std::fs::copy(&ckpt_path, out.join(".best.tmp"))
+            std::fs::copy(&self.ckpt_path, out.join(".best.tmp"))
                 .and_then(|_| std::fs::rename(out.join(".best.tmp"), out.join(files::BEST)))
                 .map_err(|e| TrainError::io(&out.join(files::BEST), e))?;
         }
-        write_metrics(out, &records)?;
-        if let Err(e) = plot::curves(&out.join(files::CURVES), &records) {
+        write_metrics(out, &self.records)?;
+        if let Err(e) = plot::curves(&out.join(files::CURVES), &self.records) {
             log::warn!("{e}");
         }
-        if let (Some(p), Some((_, best_epoch))) = (config.patience, state.best_top1)
+        if let (Some(p), Some((best, best_epoch))) = (config.patience, self.state.best_top1)
             && epoch + 1 - best_epoch >= p
-            && epoch + 1 < total_epochs
+            && epoch + 1 < self.total_epochs
         {
-            say(format!(
+            self.say(format!(
                 "early stop: no better valid top-1 for {p} epochs (best {:.2}% at epoch {best_epoch})",
-                100.0 * state.best_top1.map(|b| b.0).unwrap_or(0.0)
+                100.0 * best
             ));
-            stop = StopReason::EarlyStopped { epoch: epoch + 1 };
-            break;
+            return Ok(Some(StopReason::EarlyStopped { epoch: epoch + 1 }));
         }
-        if opts.stop.load(Ordering::SeqCst) {
-            stop = StopReason::Interrupted {
-                step: state.global_step,
-            };
-            break;
+        if self.opts.stop.load(Ordering::SeqCst) {
+            return Ok(Some(StopReason::Interrupted {
+                step: self.state.global_step,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn save(&self, model: &Classifier, st: &Stepper) -> Result<(), TrainError> {
+        save(&self.ckpt_path, &self.model_config, model, &self.state, st)
+    }
+
+    /// The outcome, with the exact data summary (files that failed only at batch time
+    /// included, each once).
+    fn finish(self, stop: StopReason) -> TrainOutcome {
+        let mut skipped: Vec<(String, String)> = Vec::new();
+        let mut classes_left_out = Vec::new();
+        for w in &self.data.warnings {
+            let entry = (w.path.display().to_string(), w.reason.clone());
+            match w.skipped {
+                Skipped::Image => skipped.push(entry),
+                _ => classes_left_out.push(entry),
+            }
+        }
+        let late_train = self.train_loader.warnings();
+        let late_valid = self.valid_loader.warnings();
+        let images_used = (
+            self.data.train - late_train.len(),
+            self.data.valid - late_valid.len(),
+        );
+        for w in late_train.into_iter().chain(late_valid) {
+            skipped.push((w.name, w.reason));
+        }
+        let skips = SkipCounts::of(&self.data.warnings);
+        if !skipped.is_empty() || !classes_left_out.is_empty() {
+            self.say(format!(
+                "data: {} train / {} valid images used{}",
+                images_used.0,
+                images_used.1,
+                skip_summary(skipped.len(), skips)
+            ));
+        }
+        if let Some((b, e)) = self.state.best_top1 {
+            self.say(format!(
+                "best valid top-1 {:.2}% at epoch {e}: {}",
+                100.0 * b,
+                self.opts.out.join(files::BEST).display()
+            ));
+        }
+        TrainOutcome {
+            records: self.records,
+            best: self.state.best_top1,
+            stop,
+            run_dir: self.opts.out.clone(),
+            skipped,
+            classes_left_out,
+            images_used,
         }
     }
-    let mut skipped: Vec<(String, String)> = warnings
-        .iter()
-        .map(|w| (w.path.display().to_string(), w.reason.clone()))
-        .collect();
-    for w in train_loader
-        .warnings()
-        .into_iter()
-        .chain(valid_loader.warnings())
-    {
-        skipped.push((w.name, w.reason));
+}
+
+/// `"; 2 unreadable image(s) skipped, 1 class folder(s) left out (3 images)"`, or nothing.
+pub fn skip_summary(images: usize, skips: SkipCounts) -> String {
+    let mut parts = Vec::new();
+    if images > 0 {
+        parts.push(format!("{images} unreadable image(s) skipped"));
     }
-    if !skipped.is_empty() {
-        say(format!(
-            "{} unreadable image(s) skipped (see the warnings above)",
-            skipped.len()
+    if skips.classes > 0 {
+        parts.push(format!(
+            "{} class folder(s) left out ({} image(s) in them)",
+            skips.classes, skips.images_in_classes
         ));
     }
-    if let Some((b, e)) = state.best_top1 {
-        say(format!(
-            "best valid top-1 {:.2}% at epoch {e}: {}",
-            100.0 * b,
-            out.join(files::BEST).display()
-        ));
+    if parts.is_empty() {
+        return String::new();
     }
-    Ok(TrainOutcome {
-        records,
-        best: state.best_top1,
-        stop,
-        run_dir: out.clone(),
-        skipped,
-    })
+    format!("; {} (each named above)", parts.join(", "))
 }
 
 /// Ids of every float parameter of `model`, in module order.
