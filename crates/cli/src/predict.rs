@@ -9,10 +9,14 @@ use petal_core::inference::top_k;
 use petal_core::weights::load_classifier;
 use petal_data::{DEFAULT_MAX_PIXELS, EvalTransform, decode_rgb8};
 use petal_trainer::checkpoint::load_checkpoint_model;
+use petal_trainer::config::MAX_IMAGE_SIZE;
 use petal_trainer::data::eval_transform;
 use petal_trainer::eval::read_run;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// Most images per forward pass.
+const MAX_PREDICT_BATCH: usize = 1024;
 
 /// Arguments of `petal predict`.
 #[derive(Args, Debug)]
@@ -132,8 +136,14 @@ fn load_labels(spec: Option<&str>, classes: usize) -> Result<Vec<String>> {
 
 /// Runs `petal predict`; returns the exit code (1 if any image could not be read).
 pub fn run(args: PredictArgs) -> Result<i32> {
-    if args.topk == 0 || args.batch_size == 0 {
-        bail!("--topk and --batch-size must be at least 1");
+    if args.topk == 0 {
+        bail!("--topk 0 is out of range: allowed at least 1");
+    }
+    if !(1..=MAX_PREDICT_BATCH).contains(&args.batch_size) {
+        bail!(
+            "--batch-size {} is out of range: allowed 1..={MAX_PREDICT_BATCH}",
+            args.batch_size
+        );
     }
     let choice: DeviceChoice = args.device.parse()?;
     let selected = select_device(choice)?;
@@ -142,7 +152,7 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     }
     log::info!("device: {}", selected.description);
     let device = selected.device;
-    let (model, num_classes, labels, mut transform) = match (&args.run, &args.weights) {
+    let (model, model_config, labels, mut transform) = match (&args.run, &args.weights) {
         (Some(run), _) => {
             let (rc, classes) = read_run(run)?;
             let ckpt = run.join(&args.checkpoint);
@@ -159,12 +169,12 @@ pub fn run(args: PredictArgs) -> Result<i32> {
                     mc.num_classes
                 );
             }
-            (model, mc.num_classes, labels, eval_transform(&rc))
+            (model, mc, labels, eval_transform(&rc))
         }
         (None, Some(weights)) => {
             let (model, config, _) = load_classifier(weights, Some(&args.arch), &device)?;
             let labels = load_labels(args.classes.as_deref(), config.num_classes)?;
-            (model, config.num_classes, labels, EvalTransform::default())
+            (model, config, labels, EvalTransform::default())
         }
         (None, None) => bail!("give --weights FILE or --run DIR"),
     };
@@ -174,8 +184,20 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     if let Some(c) = args.crop {
         transform.crop = c;
     }
-    if transform.crop == 0 || transform.resize == 0 {
-        bail!("--resize and --crop must be at least 1");
+    let num_classes = model_config.num_classes;
+    let stride = model_config.backbone.output_stride();
+    let (crop, resize) = (transform.crop as usize, transform.resize as usize);
+    if !(stride..=MAX_IMAGE_SIZE).contains(&crop) {
+        bail!(
+            "--crop {crop} is out of range: allowed {stride}..={MAX_IMAGE_SIZE} for {} (it downsamples by {stride})",
+            model_config.backbone.name()
+        );
+    }
+    if !(crop..=8 * MAX_IMAGE_SIZE).contains(&resize) {
+        bail!(
+            "--resize {resize} is out of range: allowed {crop}..={} (at least the crop, {crop})",
+            8 * MAX_IMAGE_SIZE
+        );
     }
     let model = model.valid();
     let mut failures = 0;

@@ -61,7 +61,9 @@ pub struct ConfigArgs {
     /// Decoding threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Backbone: densenet121/161/169/201, mobilenet_v2.
+    /// Backbone: auto (the default: the architecture of --weights, densenet161 without
+    /// them), densenet121/161/169/201, mobilenet_v2. An explicit one that contradicts
+    /// --weights is an error.
     #[arg(long)]
     arch: Option<String>,
     /// Pretrained torchvision weights (.pth) for the backbone.
@@ -498,7 +500,10 @@ pub fn run_eval(args: EvalArgs) -> Result<i32> {
         r.confusion_png.display()
     );
     if r.skipped > 0 {
-        println!("{} unreadable image(s) skipped", r.skipped);
+        println!(
+            "{} unreadable image(s) skipped (each named above)",
+            r.skipped
+        );
     }
     Ok(0)
 }

@@ -449,3 +449,242 @@ fn augment_preview_writes_a_grid_and_prints_the_parameters() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An ImageFolder built from committed files: two classes of real and renamed images, bad
+/// files the scan refuses (`truncated.jpg`, `zero.jpg`, `notes.jpg`) and ones that fail
+/// only at batch time (`corrupt_idat.png`, `bad_pixels.png`), an empty class folder and a
+/// `valid/` class unknown to `train/`.
+fn bad_input_folder(root: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(root);
+    let copy = |name: &str, to: &str| {
+        let dst = root.join(to);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(fixture(name), dst).unwrap();
+    };
+    copy("png_named.jpg", "train/a/png_named.jpg");
+    copy("photo.png", "train/a/photo.png");
+    copy("palette.png", "train/a/palette.png");
+    copy("jpeg_named.png", "train/b/jpeg_named.png");
+    copy("cmyk.jpg", "train/b/cmyk.jpg");
+    copy("truncated.jpg", "train/b/truncated.jpg");
+    copy("corrupt_idat.png", "train/b/corrupt_idat.png");
+    std::fs::create_dir_all(root.join("train/empty")).unwrap();
+    std::fs::write(root.join("train/empty/zero.jpg"), b"").unwrap();
+    copy("photo.png", "valid/a/v.png");
+    std::fs::write(root.join("valid/a/notes.jpg"), b"not an image").unwrap();
+    copy("jpeg_named.png", "valid/b/v.png");
+    copy("corrupt_idat.png", "valid/b/bad_pixels.png");
+    copy("palette.png", "valid/zzz/1.png");
+    copy("png_named.jpg", "valid/zzz/2.jpg");
+}
+
+#[test]
+fn train_infers_the_arch_from_the_weights_and_counts_the_data_exactly() {
+    let d = tmpdir("arch-auto");
+    let data = d.join("data");
+    bad_input_folder(&data);
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let weights = fixture("mobilenet_v2_w025.pth");
+    let out = petal(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--image-size",
+        "32",
+        "--freeze-epochs",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--hidden",
+        "8",
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("model: mobilenet_v2(width=0.25)"),
+        "{stdout}"
+    );
+    // The scan's count, then the exact one at the end: 6 readable train images of which
+    // corrupt_idat.png fails at batch time; 3 valid of which bad_pixels.png fails.
+    assert!(
+        stdout.contains(
+            "6 train / 3 valid images; 3 unreadable image(s) skipped, \
+             2 class folder(s) left out (2 image(s) in them) (each named above)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "data: 5 train / 2 valid images used; 5 unreadable image(s) skipped, \
+             2 class folder(s) left out (2 image(s) in them) (each named above)"
+        ),
+        "{stdout}"
+    );
+    // Each bad file is named once over the two epochs.
+    for name in [
+        "truncated.jpg",
+        "zero.jpg",
+        "notes.jpg",
+        "corrupt_idat.png",
+        "bad_pixels.png",
+    ] {
+        assert_eq!(stderr.matches(name).count(), 1, "{name}:\n{stderr}");
+    }
+    assert!(stderr.contains("train/empty"), "{stderr}");
+    assert!(
+        stderr
+            .contains("class `zzz` is not among the training classes; its 2 image(s) are skipped"),
+        "{stderr}"
+    );
+    assert_eq!(metrics(&run).len(), 2);
+
+    // eval on the same folder: the valid split's two bad files, each once.
+    let out = petal(&["eval", "--run", run.to_str().unwrap(), "--json"]);
+    let v = json_ok(&out);
+    assert_eq!(v["images"], 2);
+    assert_eq!(v["skipped"], 2);
+    let files: Vec<&str> = v["skipped_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f[0].as_str().unwrap())
+        .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with("notes.jpg"))
+            && files.iter().any(|f| f.ends_with("bad_pixels.png")),
+        "{files:?}"
+    );
+
+    // lr-find reads the architecture from the weights too.
+    let lr = d.join("lr");
+    let out = petal(&[
+        "lr-find",
+        "--data",
+        data.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--hidden",
+        "8",
+        "--steps",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        lr.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lr.join("lr_find.csv").is_file());
+
+    // An explicit --arch that contradicts the file names both; nothing is written.
+    let run2 = d.join("run2");
+    let out = petal(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--weights",
+        weights.to_str().unwrap(),
+        "--arch",
+        "densenet121",
+        "--device",
+        "cpu",
+        "--out",
+        run2.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--arch densenet121 contradicts weights")
+            && stderr.contains("mobilenet_v2_w025.pth")
+            && stderr.contains("which hold mobilenet_v2(width=0.25)"),
+        "{stderr}"
+    );
+    assert!(!run2.exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn out_of_range_settings_are_refused_before_any_device_work() {
+    for (args, want) in [
+        (
+            &["--image-size", "5000", "--device", "wgpu"][..],
+            "--image-size 5000 is out of range: allowed 8..=4095 (`augment.size` in a config file)",
+        ),
+        (
+            &["--batch-size", "0"][..],
+            "--batch-size 0 is out of range: allowed 1..=65535 (`batch_size` in a config file)",
+        ),
+        (
+            &["--arch", "densenet121", "--image-size", "16"][..],
+            "--image-size 16 is out of range: allowed 32..=4095 for densenet121",
+        ),
+    ] {
+        let mut all = vec![
+            "train",
+            "--dataset",
+            "synthetic",
+            "--out",
+            "/nonexistent/run",
+        ];
+        all.extend_from_slice(args);
+        let out = petal(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn non_finite_weights_are_refused_by_predict_and_train() {
+    let nan = fixture("densenet_tiny_nan.pth");
+    let out = petal(&[
+        "predict",
+        "--weights",
+        nan.to_str().unwrap(),
+        "--device",
+        "cpu",
+        fixture("photo.png").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("densenet_tiny_nan.pth")
+            && stderr.contains("tensor `features.conv0.weight` has 4 non-finite value(s)"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing predicted");
+    let run = std::env::temp_dir().join(format!("petal-cli-nan-{}", std::process::id()));
+    let out = petal(&[
+        "train",
+        "--dataset",
+        "synthetic",
+        "--weights",
+        nan.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("non-finite value(s)"), "{stderr}");
+    assert!(!run.join("last.ckpt").exists());
+}

@@ -1,0 +1,375 @@
+//! `petal bench train-step`: steady-state images/s of the trainer's own step
+//! ([`petal_trainer::train::train_step`]: augmentation, forward, loss, backward, AdamW).
+
+use super::{cube_memory, flowers_500x375, peak_rss_bytes, rayon_threads};
+use anyhow::{Result, bail};
+use burn::prelude::*;
+use clap::Args;
+use petal_core::device::{DeviceChoice, select_device};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Arguments of `petal bench train-step`.
+#[derive(Args, Debug)]
+pub struct TrainStepArgs {
+    /// Architecture: densenet121, densenet161, densenet169, densenet201, mobilenet_v2.
+    #[arg(long, default_value = "densenet121")]
+    arch: String,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Training image side.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
+    /// f32, or f16 (parameters, activations and optimizer in f16; wgpu adapters only).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+    /// Device: cpu (Flex), wgpu, vulkan, metal, dx12 or auto.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Classes of the head.
+    #[arg(long, default_value_t = 102)]
+    classes: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Untimed warm-up steps (autotune, shader compilation, pool growth).
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Also time each phase (augment, forward+loss, backward, optimizer) with a device sync
+    /// after each; reported as extra fields (the synced phases add up to more than a step).
+    #[arg(long)]
+    breakdown: bool,
+    /// Also time the step with the trainer's former host reads (the loss read before the
+    /// backward pass, the logits read after the step) for a before/after comparison.
+    #[arg(long)]
+    compare_syncs: bool,
+    /// Also time the step with Burn's unfused AdamW instead of petal's (fused on the CPU
+    /// backend), alternating step by step with the default; with `--breakdown`, its phases too.
+    #[arg(long)]
+    compare_adamw: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct TrainStepReport {
+    engine: &'static str,
+    arch: String,
+    device: String,
+    precision: String,
+    batch: usize,
+    image_size: usize,
+    classes: usize,
+    source: String,
+    runs: usize,
+    warmup: usize,
+    cpu_threads: usize,
+    /// Images per second of the median step.
+    ips: f64,
+    /// Median step time.
+    step_ms: f64,
+    /// Peak memory (bytes), `null` where nothing reports it.
+    peak_mem_bytes: Option<u64>,
+    /// What `peak_mem_bytes` measures.
+    peak_mem_source: String,
+    /// Most bytes in live allocations seen at the sampled points (after backward), wgpu only.
+    peak_in_use_bytes: Option<u64>,
+    /// The median step with the trainer's former per-step host reads (`--compare-syncs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_old_syncs: Option<f64>,
+    /// The median step with Burn's unfused AdamW (`--compare-adamw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_stock_adamw: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown_ms: Option<Breakdown>,
+    /// `--breakdown` with Burn's unfused AdamW (`--compare-adamw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown_ms_stock_adamw: Option<Breakdown>,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+struct Breakdown {
+    augment: f64,
+    forward_loss: f64,
+    backward: f64,
+    optimizer: f64,
+}
+
+/// Runs `petal bench train-step`.
+pub fn run(args: TrainStepArgs) -> Result<i32> {
+    use burn::tensor::DType;
+    use petal_core::{BackboneConfig, ClassifierConfig, HeadConfig};
+    use petal_data::augment::Pipeline;
+    use petal_trainer::FineTuneConfig;
+    use petal_trainer::optim::{build_optimizer_with, cast_model};
+    use petal_trainer::train::{StepContext, StepEvent, train_step};
+
+    if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
+        bail!("--runs, --batch, --image-size and --classes must be at least 1");
+    }
+    let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
+    if let Some(n) = &selected.notice {
+        eprintln!("{n}");
+    }
+    let device = selected.device.clone();
+    let dtype = match args.precision.as_str() {
+        "f32" => DType::F32,
+        "f16" if selected.is_wgpu => DType::F16,
+        "f16" => bail!(
+            "--precision f16: {} has no f16 training path (use a wgpu device)",
+            selected.description
+        ),
+        other => bail!("--precision {other}: expected f32 or f16"),
+    };
+    let train_device = device.clone().autodiff();
+    let config = FineTuneConfig {
+        arch: args.arch.clone(),
+        augment: petal_data::augment::AugmentConfig {
+            size: args.image_size,
+            ..Default::default()
+        },
+        batch_size: args.batch,
+        ..FineTuneConfig::default()
+    };
+    config.validate()?;
+    let model_config = ClassifierConfig::new(
+        BackboneConfig::from_name(&args.arch)?,
+        HeadConfig::seed(),
+        args.classes,
+    );
+    let mut model = model_config.init(&train_device);
+    if dtype != DType::F32 {
+        model = cast_model(model, dtype);
+    }
+    // [petal's AdamW, Burn's unfused AdamW (only stepped with `--compare-adamw`)].
+    let mut optims = [false, true].map(|stock| build_optimizer_with(&config, &model, stock));
+    // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
+    let batch = flowers_500x375(args.batch, |i| i % args.classes);
+    let pipe = Pipeline::train(config.augment_config(), config.seed);
+    let n = args.batch;
+    let sync = |d: &Device| d.sync().expect("device sync");
+    let mut peak_reserved = 0u64;
+    let mut peak_in_use = 0u64;
+    // One step. `Mode::Step`: one host read at the end (loss and hits, as the trainer
+    // does now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
+    // logits after the step); `Mode::Phases`: a device sync after each phase, timed;
+    // `Mode::StockAdamW` / `Mode::PhasesStockAdamW`: `Step` / `Phases` with Burn's AdamW.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Mode {
+        Step,
+        OldSyncs,
+        StockAdamW,
+        Phases,
+        PhasesStockAdamW,
+    }
+    let ctx = StepContext {
+        pipeline: &pipe,
+        dtype,
+        device: &train_device,
+        label_smoothing: 0.0,
+        grad_clip: None,
+    };
+    let mut epoch = 0u64;
+    let mut run = |model: petal_core::Classifier, mode: Mode| {
+        let stock = matches!(mode, Mode::StockAdamW | Mode::PhasesStockAdamW);
+        let phases = matches!(mode, Mode::Phases | Mode::PhasesStockAdamW);
+        epoch += 1;
+        let mut b = Breakdown::default();
+        let mut t = Instant::now();
+        let mut lap = |b: &mut f64| {
+            if phases {
+                sync(&device);
+                *b = t.elapsed().as_secs_f64() * 1e3;
+                t = Instant::now();
+            }
+        };
+        // The trainer's step, observed between its phases.
+        let (model, metrics) = train_step(
+            model,
+            &batch,
+            epoch,
+            &mut optims[usize::from(stock)],
+            config.lr,
+            &ctx,
+            &mut |event| match event {
+                StepEvent::Augmented => lap(&mut b.augment),
+                StepEvent::Forward { loss, .. } => {
+                    if mode == Mode::OldSyncs {
+                        drop(loss.clone().into_data());
+                    }
+                    lap(&mut b.forward_loss);
+                }
+                StepEvent::Backward => {
+                    lap(&mut b.backward);
+                    if let Some((r, u)) = cube_memory(&device) {
+                        peak_reserved = peak_reserved.max(r);
+                        peak_in_use = peak_in_use.max(u);
+                    }
+                }
+                StepEvent::Stepped { logits } => {
+                    if mode == Mode::OldSyncs {
+                        drop(logits.clone().inner().into_data());
+                    }
+                }
+            },
+        );
+        if mode != Mode::OldSyncs {
+            // The trainer's end-of-step read: loss and hits in one small tensor (syncs the
+            // device).
+            drop(metrics.into_data());
+        }
+        lap(&mut b.optimizer);
+        (model, b)
+    };
+    // Warm-up in every measured mode first; then, with `--compare-syncs`, the two modes
+    // alternate step by step, so late autotuning or shader compilation (and machine load)
+    // hits both alike.
+    let mut model = Some(model);
+    let mut modes = vec![Mode::Step];
+    if args.compare_syncs {
+        modes.push(Mode::OldSyncs);
+    }
+    if args.compare_adamw {
+        modes.push(Mode::StockAdamW);
+    }
+    eprintln!(
+        "  train step: {} warm-up + {} timed steps per mode…",
+        args.warmup, args.runs
+    );
+    for &mode in &modes {
+        for _ in 0..args.warmup {
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+        }
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    for _ in 0..args.runs {
+        for (i, &mode) in modes.iter().enumerate() {
+            let t = Instant::now();
+            let (m, _) = run(model.take().expect("model"), mode);
+            model = Some(m);
+            times[i].push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let mut times = modes
+        .iter()
+        .copied()
+        .zip(times.into_iter().map(median))
+        .collect::<std::collections::HashMap<_, _>>();
+    let ms = times.remove(&Mode::Step).expect("the step");
+    let old_ms = times.remove(&Mode::OldSyncs);
+    let stock_adamw_ms = times.remove(&Mode::StockAdamW);
+    let mut breakdowns = Vec::new();
+    if args.breakdown {
+        let phase_modes: &[Mode] = if args.compare_adamw {
+            &[Mode::Phases, Mode::PhasesStockAdamW]
+        } else {
+            &[Mode::Phases]
+        };
+        eprintln!("  phases (synced): {} steps per mode…", args.runs);
+        let mut all = vec![Vec::<Breakdown>::new(); phase_modes.len()];
+        for _ in 0..args.runs {
+            for (i, &mode) in phase_modes.iter().enumerate() {
+                let (m, b) = run(model.take().expect("model"), mode);
+                model = Some(m);
+                all[i].push(b);
+            }
+        }
+        let med = |f: fn(&Breakdown) -> f64, all: &mut Vec<Breakdown>| {
+            all.sort_by(|a, b| f(a).total_cmp(&f(b)));
+            f(&all[all.len() / 2])
+        };
+        for mut all in all {
+            breakdowns.push(Breakdown {
+                augment: med(|b| b.augment, &mut all),
+                forward_loss: med(|b| b.forward_loss, &mut all),
+                backward: med(|b| b.backward, &mut all),
+                optimizer: med(|b| b.optimizer, &mut all),
+            });
+        }
+    }
+    let mut breakdowns = breakdowns.into_iter();
+    let breakdown = breakdowns.next();
+    let breakdown_stock = breakdowns.next();
+    let (peak, source, in_use) = if selected.is_wgpu {
+        (
+            Some(peak_reserved),
+            "CubeCL memory report: most bytes reserved by the device's memory pools (sampled after backward)".to_string(),
+            Some(peak_in_use),
+        )
+    } else {
+        (
+            peak_rss_bytes(),
+            "process peak RSS (VmHWM): Flex keeps tensors in host memory".to_string(),
+            None,
+        )
+    };
+    let report = TrainStepReport {
+        engine: "petal",
+        arch: args.arch.clone(),
+        device: selected.description.clone(),
+        precision: args.precision.clone(),
+        batch: n,
+        image_size: args.image_size,
+        classes: args.classes,
+        source: "synthetic flowers 500×375 (RGB8), augmented on the device".to_string(),
+        runs: args.runs,
+        warmup: args.warmup,
+        cpu_threads: rayon_threads(),
+        ips: n as f64 / (ms / 1e3),
+        step_ms: ms,
+        peak_mem_bytes: peak,
+        peak_mem_source: source,
+        peak_in_use_bytes: in_use,
+        step_ms_old_syncs: old_ms,
+        step_ms_stock_adamw: stock_adamw_ms,
+        breakdown_ms: breakdown,
+        breakdown_ms_stock_adamw: breakdown_stock,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "train step: {} batch {} at {}² ({}) on {} (median of {} after {} warm-up)",
+            report.arch,
+            n,
+            args.image_size,
+            report.precision,
+            report.device,
+            args.runs,
+            args.warmup
+        );
+        println!("  step: {:>10.1} ms  {:>9.2} images/s", ms, report.ips);
+        if let Some(p) = peak {
+            println!(
+                "  peak memory: {:.1} MiB ({})",
+                p as f64 / 1048576.0,
+                report.peak_mem_source
+            );
+        }
+        if let Some(o) = old_ms {
+            println!(
+                "  with the former trainer syncs: {o:.1} ms ({:.3}x)",
+                o / ms
+            );
+        }
+        if let Some(o) = stock_adamw_ms {
+            println!("  with Burn's unfused AdamW: {o:.1} ms ({:.3}x)", o / ms);
+        }
+        for (what, b) in [("", breakdown), (" with Burn's AdamW", breakdown_stock)] {
+            if let Some(b) = b {
+                println!(
+                    "  phases (synced){what}: augment {:.1} ms, forward+loss {:.1} ms, backward {:.1} ms, optimizer {:.1} ms",
+                    b.augment, b.forward_loss, b.backward, b.optimizer
+                );
+            }
+        }
+    }
+    Ok(0)
+}
