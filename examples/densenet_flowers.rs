@@ -13,16 +13,20 @@
 //! `--data` takes Oxford-102's native layout (`jpg/`, `imagelabels.mat`, `setid.mat`) or an
 //! ImageFolder (`train/<class>/…`, `valid/<class>/…`, optional `cat_to_name.json`). The run
 //! directory (`--out`) gets `config.json`, `classes.json`, `metrics.jsonl/.csv`,
-//! `curves.png`, `best.ckpt`, `last.ckpt`; continue an interrupted run with
-//! `petal train --resume DIR`, predict with `petal predict --run DIR IMAGE…`.
+//! `curves.png`, `best.ckpt`, `last.ckpt`. Ctrl-C stops after the current step and writes
+//! `last.ckpt`; running the example again continues that run (`--fresh` starts over), as
+//! `petal train --resume DIR` does. Predict with `petal predict --run DIR IMAGE…`.
 
 use clap::Parser;
 use petal::data::augment::AugmentConfig;
 use petal::data::{DEFAULT_MAX_PIXELS, decode_rgb8};
 use petal::models::BackboneConfig;
 use petal::models::densenet::DenseNetConfig;
+use petal::trainer::StopReason;
+use petal::trainer::checkpoint::{Checkpoint, TrainState};
 use petal::trainer::{Cache, EvalOptions, FineTuneConfig, SyntheticConfig, TrainOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -30,9 +34,13 @@ struct Args {
     /// Oxford-102 (native layout) or an ImageFolder; the synthetic flowers if absent.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// torchvision DenseNet-161 weights (densenet161-8d451a50.pth) for --data.
+    /// torchvision weights for --data (the seed's: densenet161-8d451a50.pth; any
+    /// architecture petal knows works, inferred from the file).
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Architecture, or `auto` to infer it from --weights (DenseNet-161 without weights).
+    #[arg(long, default_value = "auto")]
+    arch: String,
     /// auto, cpu, wgpu, vulkan, metal, dx12.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -45,17 +53,20 @@ struct Args {
     /// An image to classify with the trained model at the end.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Start over even if --out holds an interrupted run (default: continue it).
+    #[arg(long)]
+    fresh: bool,
 }
 
 /// The seed's recipe on real flowers: DenseNet-161, concat-pool head 4416 → 1024 → 102
 /// with dropout 0.35, 224² crops, RandomRotation(25), RandomResizedCrop(224), ColorJitter,
 /// flip; three frozen epochs then ten with everything unfrozen (head lr 2e-3, the stem
 /// 100× less).
-fn seed_recipe(data: PathBuf, weights: Option<PathBuf>) -> FineTuneConfig {
+fn seed_recipe(data: PathBuf, weights: Option<PathBuf>, arch: String) -> FineTuneConfig {
     FineTuneConfig {
         data: Some(data),
         weights,
-        arch: "densenet161".into(),
+        arch,
         freeze_epochs: 3,
         epochs: 10,
         batch_size: 32,
@@ -101,15 +112,40 @@ fn synthetic_recipe() -> FineTuneConfig {
     }
 }
 
+/// The run in `out` to continue, if it was interrupted: its config and where it stopped.
+fn interrupted_run(out: &Path) -> anyhow::Result<Option<(FineTuneConfig, TrainState)>> {
+    let last = out.join("last.ckpt");
+    if !last.exists() {
+        return Ok(None);
+    }
+    let config = FineTuneConfig::from_file(out.join("config.json"))?;
+    let state = Checkpoint::read(&last)?.header.state;
+    let total = config.freeze_epochs + config.epochs;
+    Ok((state.epoch < total).then_some((config, state)))
+}
+
+/// Installs the Ctrl-C handler (as `petal train`): the first press stops after the current
+/// step, writing `last.ckpt`; a second one exits at once.
+fn ctrl_c(opts: &TrainOptions) {
+    let stop = opts.stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted twice: exiting without saving");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: finishing the current step and writing last.ckpt …");
+    });
+}
+
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     let mut config = match &args.data {
-        Some(d) => seed_recipe(d.clone(), args.weights.clone()),
+        Some(d) => seed_recipe(d.clone(), args.weights.clone(), args.arch.clone()),
         None => {
-            if args.weights.is_some() {
+            if args.weights.is_some() || args.arch != "auto" {
                 anyhow::bail!(
-                    "--weights needs --data: the built-in run trains a small DenseNet from scratch"
+                    "--weights and --arch need --data: the built-in run trains a small DenseNet from scratch"
                 );
             }
             synthetic_recipe()
@@ -119,12 +155,35 @@ fn main() -> anyhow::Result<()> {
     if let Some(e) = args.epochs {
         config.epochs = e;
     }
-    if args.out.join("last.ckpt").exists() {
-        std::fs::remove_dir_all(&args.out)?;
+    let mut opts = TrainOptions::new(&args.out);
+    match interrupted_run(&args.out)? {
+        Some((previous, state)) if !args.fresh => {
+            println!(
+                "continuing the interrupted run in {} from step {} (epoch {} of {}; --fresh starts over)",
+                args.out.display(),
+                state.global_step,
+                state.epoch + 1,
+                previous.freeze_epochs + previous.epochs
+            );
+            config = previous;
+            opts.resume = true;
+        }
+        // A finished run of this example (or --fresh): replace it.
+        _ if args.out.join("last.ckpt").exists() => std::fs::remove_dir_all(&args.out)?,
+        _ => {}
     }
+    ctrl_c(&opts);
     let t0 = Instant::now();
-    let outcome = petal::trainer::train(&config, &TrainOptions::new(&args.out))?;
+    let outcome = petal::trainer::train(&config, &opts)?;
     let minutes = t0.elapsed().as_secs_f64() / 60.0;
+    if let StopReason::Interrupted { step } = outcome.stop {
+        eprintln!(
+            "stopped after step {step}; last.ckpt is in {0}. Continue with the same command, or \
+             `petal train --resume {0}`",
+            args.out.display()
+        );
+        std::process::exit(130);
+    }
 
     let report = petal::trainer::evaluate(&EvalOptions {
         worst: 3,
