@@ -9,6 +9,7 @@ use petal_data::augment::{AugmentConfig, Padding, Pipeline};
 use petal_data::{
     DEFAULT_MAX_PIXELS, ImageFolder, PackedBatch, ScanOptions, SyntheticFlowers, decode_rgb8,
 };
+use petal_trainer::config::MAX_IMAGE_SIZE;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -59,8 +60,12 @@ const GAP: u32 = 6;
 
 /// Runs `petal augment-preview`.
 pub fn run(args: AugmentPreviewArgs) -> Result<i32> {
-    if args.n == 0 || args.size == 0 {
-        bail!("--n and --size must be at least 1");
+    crate::check_range("n", args.n, 1, 1024)?;
+    crate::check_range("size", args.size, 8, MAX_IMAGE_SIZE)?;
+    if let Some(r) = args.rotation
+        && !(0.0..=180.0).contains(&r)
+    {
+        bail!("--rotation {r} is out of range: allowed 0..=180 (degrees)");
     }
     let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
     let mut batch = PackedBatch::default();

@@ -57,6 +57,15 @@ fn main() {
     }
 }
 
+/// Refuses `value` outside `min..=max`, naming the flag and the range (so no user input
+/// reaches an assert further down).
+pub(crate) fn check_range(flag: &str, value: usize, min: usize, max: usize) -> Result<()> {
+    if !(min..=max).contains(&value) {
+        anyhow::bail!("--{flag} {value} is out of range: allowed {min}..={max}");
+    }
+    Ok(())
+}
+
 fn info() -> Result<i32> {
     println!("petal {}", env!("CARGO_PKG_VERSION"));
     let adapters = list_adapters();

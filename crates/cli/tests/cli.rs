@@ -650,6 +650,44 @@ fn out_of_range_settings_are_refused_before_any_device_work() {
         assert!(stderr.contains(want), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // The other commands that take sizes check them the same way.
+    for (args, want) in [
+        (
+            &[
+                "augment-preview",
+                "--synthetic",
+                "--size",
+                "5000",
+                "--device",
+                "wgpu",
+            ][..],
+            "--size 5000 is out of range: allowed 8..=4095",
+        ),
+        (
+            &["bench", "augment", "--size", "5000", "--device", "wgpu"][..],
+            "--size 5000 is out of range: allowed 8..=4095",
+        ),
+        (
+            &[
+                "bench",
+                "train-step",
+                "--image-size",
+                "5000",
+                "--device",
+                "wgpu",
+            ][..],
+            "--image-size 5000 is out of range: allowed 32..=4095",
+        ),
+        (
+            &["bench", "train-step", "--batch", "0", "--device", "cpu"][..],
+            "--batch 0 is out of range: allowed 1..=65535",
+        ),
+    ] {
+        let out = petal(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
 }
 
 #[test]
@@ -687,4 +725,31 @@ fn non_finite_weights_are_refused_by_predict_and_train() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("non-finite value(s)"), "{stderr}");
     assert!(!run.join("last.ckpt").exists());
+}
+
+#[test]
+fn predict_decodes_by_content_whatever_the_extension() {
+    let d = tmpdir("content");
+    // The same PNG under its true extension: the logits must be identical.
+    let png = d.join("same.png");
+    std::fs::copy(fixture("png_named.jpg"), &png).unwrap();
+    let weights = fixture("mobilenet_v2_w025.pth");
+    let out = petal(&[
+        "predict",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--json",
+        "--logits",
+        fixture("png_named.jpg").to_str().unwrap(),
+        png.to_str().unwrap(),
+        fixture("jpeg_named.png").to_str().unwrap(),
+    ]);
+    let v = json_ok(&out);
+    let preds = v.as_array().unwrap();
+    assert_eq!(preds.len(), 3);
+    assert_eq!(preds[0]["logits"], preds[1]["logits"]);
+    assert!(preds[2]["top"][0]["prob"].as_f64().unwrap() > 0.0);
+    std::fs::remove_dir_all(&d).unwrap();
 }

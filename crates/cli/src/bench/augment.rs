@@ -53,9 +53,10 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
     use petal_data::augment::{AugmentConfig, Pipeline, packed};
     use petal_kernels::augment::{augment_reference, augment_stock};
 
-    if args.runs == 0 || args.batch_size == 0 || args.size == 0 {
-        bail!("--runs, --batch-size and --size must be at least 1");
-    }
+    use petal_trainer::config::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};
+    crate::check_range("runs", args.runs, 1, 1_000_000)?;
+    crate::check_range("batch-size", args.batch_size, 1, MAX_BATCH_SIZE)?;
+    crate::check_range("size", args.size, 8, MAX_IMAGE_SIZE)?;
     let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
     let device = selected.device.clone();
     if !petal_kernels::augment::uses_fused_kernel(&device, burn::tensor::DType::F32) {

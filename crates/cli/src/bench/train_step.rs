@@ -106,9 +106,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     use petal_trainer::optim::{build_optimizer_with, cast_model};
     use petal_trainer::train::{StepContext, StepEvent, train_step};
 
-    if args.runs == 0 || args.batch == 0 || args.image_size == 0 || args.classes == 0 {
-        bail!("--runs, --batch, --image-size and --classes must be at least 1");
-    }
+    use petal_trainer::config::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};
+    crate::check_range("runs", args.runs, 1, 1_000_000)?;
+    crate::check_range("batch", args.batch, 1, MAX_BATCH_SIZE)?;
+    crate::check_range("classes", args.classes, 1, 1_000_000)?;
+    let stride = BackboneConfig::from_name(&args.arch)?.output_stride();
+    crate::check_range("image-size", args.image_size, stride, MAX_IMAGE_SIZE)?;
     let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
     if let Some(n) = &selected.notice {
         eprintln!("{n}");
