@@ -23,10 +23,10 @@ use petal::data::{DEFAULT_MAX_PIXELS, decode_rgb8};
 use petal::models::BackboneConfig;
 use petal::models::densenet::DenseNetConfig;
 use petal::trainer::StopReason;
-use petal::trainer::checkpoint::{Checkpoint, TrainState};
+use petal::trainer::checkpoint::{Header, TrainState};
+use petal::trainer::train::pin_default_device;
 use petal::trainer::{Cache, EvalOptions, FineTuneConfig, SyntheticConfig, TrainOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -119,22 +119,9 @@ fn interrupted_run(out: &Path) -> anyhow::Result<Option<(FineTuneConfig, TrainSt
         return Ok(None);
     }
     let config = FineTuneConfig::from_file(out.join("config.json"))?;
-    let state = Checkpoint::read(&last)?.header.state;
+    let state = Header::read(&last)?.state;
     let total = config.freeze_epochs + config.epochs;
     Ok((state.epoch < total).then_some((config, state)))
-}
-
-/// Installs the Ctrl-C handler (as `petal train`): the first press stops after the current
-/// step, writing `last.ckpt`; a second one exits at once.
-fn ctrl_c(opts: &TrainOptions) {
-    let stop = opts.stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted twice: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: finishing the current step and writing last.ckpt …");
-    });
 }
 
 fn main() -> anyhow::Result<()> {
@@ -172,7 +159,9 @@ fn main() -> anyhow::Result<()> {
         _ if args.out.join("last.ckpt").exists() => std::fs::remove_dir_all(&args.out)?,
         _ => {}
     }
-    ctrl_c(&opts);
+    // SAFETY: no thread started yet (the Ctrl-C handler's comes next).
+    unsafe { pin_default_device(&config)? };
+    opts.stop_on_ctrl_c();
     let t0 = Instant::now();
     let outcome = petal::trainer::train(&config, &opts)?;
     let minutes = t0.elapsed().as_secs_f64() / 60.0;

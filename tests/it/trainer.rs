@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::tensor::Tensor;
 use petal::data::SyntheticFlowers;
 use petal::data::augment::AugmentConfig;
-use petal::trainer::checkpoint::Checkpoint;
+use petal::trainer::checkpoint::{Checkpoint, Header};
 use petal::trainer::config::Schedule;
 use petal::trainer::metrics::read_metrics;
 use petal::trainer::schedule::{PhaseCurve, group_factor, phase_scheduler};
@@ -384,7 +384,12 @@ fn checkpoint_is_atomic_and_rejects_damage() {
         weights(&back.load_model(&path, &device).unwrap()),
         weights(&model)
     );
-    // Truncation anywhere is refused with the file named.
+    // The header alone reads the same as the whole file's.
+    let header = Header::read(&path).unwrap();
+    assert_eq!(header.state, back.header.state);
+    assert_eq!(header.sections, back.header.sections);
+    // Truncation anywhere is refused with the file named (by the header-only read too
+    // where the cut reaches into the header).
     let bytes = std::fs::read(&path).unwrap();
     for cut in [4, 20, bytes.len() - 1] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -393,6 +398,16 @@ fn checkpoint_is_atomic_and_rejects_damage() {
             .expect("a damaged checkpoint is refused")
             .to_string();
         assert!(err.contains("last.ckpt"), "{err}");
+        if cut < 20 {
+            let err = Header::read(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("last.ckpt") && err.contains("not a petal checkpoint"),
+                "{err}"
+            );
+        } else if cut == 20 {
+            let err = Header::read(&path).unwrap_err().to_string();
+            assert!(err.contains("truncated header"), "{err}");
+        }
     }
     // A checkpoint of another architecture is refused with the mismatched keys listed.
     let other = petal_core::ClassifierConfig::new(

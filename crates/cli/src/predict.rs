@@ -139,12 +139,7 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     if args.topk == 0 {
         bail!("--topk 0 is out of range: allowed at least 1");
     }
-    if !(1..=MAX_PREDICT_BATCH).contains(&args.batch_size) {
-        bail!(
-            "--batch-size {} is out of range: allowed 1..={MAX_PREDICT_BATCH}",
-            args.batch_size
-        );
-    }
+    crate::check_range("batch-size", args.batch_size, 1, MAX_PREDICT_BATCH)?;
     let choice: DeviceChoice = args.device.parse()?;
     let selected = select_device(choice)?;
     if let Some(n) = &selected.notice {

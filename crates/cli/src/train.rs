@@ -2,14 +2,13 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use petal_core::device::{DeviceChoice, select_device};
 use petal_data::augment::Padding;
+use petal_trainer::train::pin_default_device;
 use petal_trainer::{
     Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Schedule, Split, StopReason,
     TrainOptions, Unfreeze,
 };
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 
 /// `--dataset`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -337,32 +336,6 @@ pub struct TrainArgs {
     stop_at_step: Option<u64>,
 }
 
-/// Installs the Ctrl-C handler: the first press stops after the current step (writing
-/// `last.ckpt`); a second one exits at once.
-fn ctrl_c(opts: &TrainOptions) {
-    let stop = opts.stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
-            eprintln!("\ninterrupted twice: exiting without saving");
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: finishing the current step and writing last.ckpt …");
-    });
-}
-
-/// On the CPU, makes Burn's *default* device Flex too: loading optimizer state (`--resume`)
-/// materialises it on `Device::default()`, which would otherwise start a wgpu runtime —
-/// and fail on a machine without any Vulkan / Metal / DX12 driver.
-fn pin_default_device(config: &FineTuneConfig) -> Result<()> {
-    let selected = select_device(config.device.parse::<DeviceChoice>()?)?;
-    if !selected.is_wgpu && std::env::var_os("BURN_DEVICE").is_none() {
-        // SAFETY: called on the main thread before petal starts any thread of its own
-        // (decoding, Ctrl-C handler); nothing reads the environment concurrently.
-        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    }
-    Ok(())
-}
-
 /// Runs `petal train`.
 pub fn run_train(args: TrainArgs) -> Result<i32> {
     let (config, out, resume) = match &args.resume {
@@ -389,11 +362,12 @@ pub fn run_train(args: TrainArgs) -> Result<i32> {
             (c, out, false)
         }
     };
-    pin_default_device(&config)?;
+    // SAFETY: `main` started no thread yet (the Ctrl-C handler's comes next).
+    unsafe { pin_default_device(&config)? };
     let mut opts = TrainOptions::new(out);
     opts.resume = resume;
     opts.stop_at_step = args.stop_at_step;
-    ctrl_c(&opts);
+    opts.stop_on_ctrl_c();
     let outcome = petal_trainer::train(&config, &opts)?;
     if let StopReason::Interrupted { .. } = outcome.stop {
         return Ok(130);

@@ -14,7 +14,7 @@ use burn::tensor::{Bytes, DType, Device};
 use petal_core::{Classifier, ClassifierConfig};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"PETALCKP";
@@ -56,6 +56,54 @@ pub struct Header {
     pub f16: bool,
     /// Section names and byte lengths, in file order.
     pub sections: Vec<(String, u64)>,
+}
+
+const TRUNCATED_HEADER: &str = "truncated header";
+
+/// The header length from a checkpoint's first 16 bytes (magic, `u64` length).
+fn header_len(path: &Path, prefix: &[u8]) -> Result<usize, TrainError> {
+    if prefix.len() < 16 || &prefix[..8] != MAGIC {
+        return Err(TrainError::checkpoint(
+            path,
+            "not a petal checkpoint (bad magic)",
+        ));
+    }
+    Ok(u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes")) as usize)
+}
+
+impl Header {
+    /// Reads only a checkpoint's header (architecture, progress, section table): what a
+    /// caller deciding whether to resume needs, without reading the sections.
+    pub fn read(path: &Path) -> Result<Self, TrainError> {
+        let mut file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+        let mut prefix = Vec::with_capacity(16);
+        (&mut file)
+            .take(16)
+            .read_to_end(&mut prefix)
+            .map_err(|e| TrainError::io(path, e))?;
+        let hlen = header_len(path, &prefix)?;
+        let mut body = Vec::with_capacity(hlen);
+        file.take(hlen as u64)
+            .read_to_end(&mut body)
+            .map_err(|e| TrainError::io(path, e))?;
+        if body.len() < hlen {
+            return Err(TrainError::checkpoint(path, TRUNCATED_HEADER));
+        }
+        Self::parse(path, &body)
+    }
+
+    /// Parses and checks the JSON header `body` of the checkpoint at `path`.
+    fn parse(path: &Path, body: &[u8]) -> Result<Self, TrainError> {
+        let header: Header = serde_json::from_slice(body)
+            .map_err(|e| TrainError::checkpoint(path, format!("bad header: {e}")))?;
+        if header.format != FORMAT {
+            return Err(TrainError::checkpoint(
+                path,
+                format!("format {} (this petal reads {FORMAT})", header.format),
+            ));
+        }
+        Ok(header)
+    }
 }
 
 /// A checkpoint in memory.
@@ -149,22 +197,11 @@ impl Checkpoint {
     /// Reads and checks a checkpoint file.
     pub fn read(path: &Path) -> Result<Self, TrainError> {
         let bytes = fs::read(path).map_err(|e| TrainError::io(path, e))?;
-        let bad = |r: &str| TrainError::checkpoint(path, r.to_string());
-        if bytes.len() < 16 || &bytes[..8] != MAGIC {
-            return Err(bad("not a petal checkpoint (bad magic)"));
-        }
-        let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        let hlen = header_len(path, &bytes)?;
         let body = bytes
             .get(16..16 + hlen)
-            .ok_or_else(|| bad("truncated header"))?;
-        let header: Header = serde_json::from_slice(body)
-            .map_err(|e| TrainError::checkpoint(path, format!("bad header: {e}")))?;
-        if header.format != FORMAT {
-            return Err(TrainError::checkpoint(
-                path,
-                format!("format {} (this petal reads {FORMAT})", header.format),
-            ));
-        }
+            .ok_or_else(|| TrainError::checkpoint(path, TRUNCATED_HEADER))?;
+        let header = Header::parse(path, body)?;
         let mut at = 16 + hlen;
         let mut sections = Vec::new();
         for (name, len) in &header.sections {
@@ -176,7 +213,10 @@ impl Checkpoint {
             at = end;
         }
         if at != bytes.len() {
-            return Err(bad("trailing bytes after the last section"));
+            return Err(TrainError::checkpoint(
+                path,
+                "trailing bytes after the last section",
+            ));
         }
         Ok(Self { header, sections })
     }

@@ -487,9 +487,7 @@ impl FineTuneConfig {
             "one of auto, cpu, wgpu, vulkan, metal, dx12 (or wgpu:N)".into(),
         );
         v.check(
-            self.arch == "auto"
-                || ARCH_NAMES.contains(&self.arch.as_str())
-                || self.arch == "mobilenetv2",
+            self.arch == "auto" || BackboneConfig::from_name(&self.arch).is_ok(),
             "arch",
             "arch",
             self.arch.clone(),
@@ -498,7 +496,8 @@ impl FineTuneConfig {
         v.finish()?;
         // The smallest crop the backbone can take: its feature map must keep ≥ 1 pixel.
         if self.arch != "auto" || self.backbone.is_some() {
-            let stride = self.resolve_backbone(None)?.output_stride();
+            let backbone = self.resolve_backbone(None)?;
+            let stride = backbone.output_stride();
             if aug.size < stride {
                 return Err(TrainError::OutOfRange {
                     flag: Some("image-size".into()),
@@ -506,7 +505,7 @@ impl FineTuneConfig {
                     value: aug.size.to_string(),
                     allowed: format!(
                         "allowed {stride}..={MAX_IMAGE_SIZE} for {} (it downsamples by {stride})",
-                        self.resolve_backbone(None)?.name()
+                        backbone.name()
                     ),
                 });
             }

@@ -73,6 +73,41 @@ impl TrainOptions {
     }
 }
 
+impl TrainOptions {
+    /// Makes Ctrl-C stop the run: the first press finishes the current step and writes
+    /// `last.ckpt` (the run ends [`StopReason::Interrupted`]); a second one exits at once
+    /// (code 130). For a binary's `main`; a process has one handler, so only the first call
+    /// takes effect.
+    pub fn stop_on_ctrl_c(&self) {
+        let stop = self.stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted twice: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing the current step and writing last.ckpt …");
+        });
+    }
+}
+
+/// On the CPU, makes Burn's *default* device Flex too: loading optimizer state (a resumed
+/// run) materialises it on `Device::default()`, which would otherwise start a wgpu runtime
+/// — and fail on a machine without any Vulkan / Metal / DX12 driver. Sets `BURN_DEVICE`
+/// unless the user did.
+///
+/// # Safety
+/// It writes the process environment: call it from `main` before any thread is started
+/// (decoding, [`TrainOptions::stop_on_ctrl_c`]), so that nothing reads the environment
+/// concurrently.
+pub unsafe fn pin_default_device(config: &FineTuneConfig) -> Result<(), TrainError> {
+    let selected = select_device(config.device.parse::<DeviceChoice>()?)?;
+    if !selected.is_wgpu && std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees no other thread is running.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+    Ok(())
+}
+
 /// Why a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StopReason {
@@ -357,6 +392,8 @@ struct Run<'a> {
     dtype: DType,
     model_config: ClassifierConfig,
     ckpt_path: PathBuf,
+    /// The checkpoint resumed from, until the first epoch has restored its optimizer and
+    /// scheduler.
     resume: Option<Checkpoint>,
     state: TrainState,
     records: Vec<EpochRecord>,
@@ -389,9 +426,8 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
     let mut stop = StopReason::Finished;
     for epoch in run.state.epoch..run.total_epochs {
         let t0 = Instant::now();
-        let first = stepper.is_none();
         let st;
-        (model, st) = run.prepare_epoch(model, epoch, &mut stepper, first)?;
+        (model, st) = run.prepare_epoch(model, epoch, &mut stepper)?;
         let sums;
         (model, sums) = run.train_epoch(model, epoch, st)?;
         if sums.interrupted {
@@ -633,15 +669,15 @@ impl<'a> Run<'a> {
 
     /// (Re)builds the optimizer and scheduler when the trainable set or the phase changes
     /// (their state belongs to the parameters they were training) and, on the first epoch
-    /// of a resumed run, restores both from the checkpoint.
+    /// of a resumed run, restores both from the checkpoint (which is then let go).
     fn prepare_epoch<'s>(
         &mut self,
         model: Classifier,
         epoch: usize,
         stepper: &'s mut Option<Stepper>,
-        first: bool,
     ) -> Result<(Classifier, &'s mut Stepper), TrainError> {
         let config = self.config;
+        let first = stepper.is_none();
         let frozen = epoch < config.freeze_epochs;
         let trainable = trainable_groups(config, epoch, self.groups_n);
         let phase_changed = stepper.as_ref().is_none_or(|s| s.phase_frozen != frozen);
@@ -679,10 +715,8 @@ impl<'a> Run<'a> {
             state.epoch.saturating_sub(1)
         };
         let same_phase = (saved_epoch < config.freeze_epochs) == frozen;
-        if first
-            && same_phase
-            && let Some(c) = &self.resume
-        {
+        let resume = if first { self.resume.take() } else { None };
+        if same_phase && let Some(c) = &resume {
             let path = &self.ckpt_path;
             if let Some(b) = c.section("scheduler") {
                 let rec = LrSchedulerRecord::from_bytes(Bytes::from_bytes_vec(b.to_vec()))

@@ -110,7 +110,8 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     crate::check_range("runs", args.runs, 1, 1_000_000)?;
     crate::check_range("batch", args.batch, 1, MAX_BATCH_SIZE)?;
     crate::check_range("classes", args.classes, 1, 1_000_000)?;
-    let stride = BackboneConfig::from_name(&args.arch)?.output_stride();
+    let backbone = BackboneConfig::from_name(&args.arch)?;
+    let stride = backbone.output_stride();
     crate::check_range("image-size", args.image_size, stride, MAX_IMAGE_SIZE)?;
     let selected = select_device(args.device.parse::<DeviceChoice>()?)?;
     if let Some(n) = &selected.notice {
@@ -137,11 +138,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         ..FineTuneConfig::default()
     };
     config.validate()?;
-    let model_config = ClassifierConfig::new(
-        BackboneConfig::from_name(&args.arch)?,
-        HeadConfig::seed(),
-        args.classes,
-    );
+    let model_config = ClassifierConfig::new(backbone, HeadConfig::seed(), args.classes);
     let mut model = model_config.init(&train_device);
     if dtype != DType::F32 {
         model = cast_model(model, dtype);
