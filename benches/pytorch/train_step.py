@@ -49,7 +49,13 @@ class Classifier(nn.Module):
     def __init__(self, arch, classes):
         super().__init__()
         net = getattr(torchvision.models, arch)(weights=None)
-        self.features = net.features
+        if isinstance(net, torchvision.models.ResNet):
+            # ResNet/ResNeXt/Wide ResNet have no `features`: everything before the avgpool.
+            self.features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                          net.layer1, net.layer2, net.layer3, net.layer4)
+        else:
+            # DenseNet, MobileNetV2/V3, EfficientNet (v1, v2) and ConvNeXt.
+            self.features = net.features
         # torchvision's DenseNet applies the final ReLU in forward(), after `features`.
         self.relu = arch.startswith("densenet")
         with torch.no_grad():
@@ -66,7 +72,11 @@ class Classifier(nn.Module):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="densenet121",
-                    help="densenet121|densenet161|densenet169|densenet201|mobilenet_v2")
+                    help="densenet121|161|169|201, resnet18|34|50|101|152, resnext50_32x4d, "
+                         "resnext101_32x8d|64x4d, wide_resnet50_2|101_2, efficientnet_b0..b7, "
+                         "efficientnet_v2_s|m|l, convnext_tiny|small|base|large, mobilenet_v2, "
+                         "mobilenet_v3_large|small (any torchvision.models builder of these "
+                         "families)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--precision", default="f32", choices=["f32", "f16"],

@@ -14,3 +14,4 @@ mod parity;
 mod preprocess;
 mod trainer;
 mod weights;
+mod zoo;

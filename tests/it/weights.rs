@@ -28,7 +28,7 @@ fn infers_densenet_config_from_both_formats() {
         let (backbone, head) = sd.infer().unwrap();
         assert_eq!(backbone, BackboneConfig::DenseNet(want.clone()), "{file}");
         let (head, classes) = head.unwrap();
-        assert_eq!(head, HeadConfig::Linear { dropout: 0.0 });
+        assert_eq!(head, HeadConfig::linear(0.0));
         assert_eq!(classes, m["num_classes"].as_u64().unwrap() as usize);
         // Legacy `norm.1` keys come out in the modern spelling, without num_batches_tracked.
         assert!(
@@ -110,9 +110,9 @@ fn an_explicit_arch_that_contradicts_the_file_names_both() {
     let want = BackboneConfig::MobileNetV2(MobileNetV2Config::new().with_width_mult(0.25));
     assert_eq!(sd.backbone_for(None).unwrap(), want);
     assert_eq!(sd.backbone_for(Some("auto")).unwrap(), want);
-    let err = sd.backbone_for(Some("resnet50")).unwrap_err();
+    let err = sd.backbone_for(Some("resnet51")).unwrap_err();
     assert!(
-        err.to_string().contains("unknown architecture `resnet50`"),
+        err.to_string().contains("unknown architecture `resnet51`"),
         "{err}"
     );
 }

@@ -21,8 +21,8 @@ const MAX_PREDICT_BATCH: usize = 1024;
 /// Arguments of `petal predict`.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// PyTorch state dict (.pth/.pt, zip or legacy pickle) of a torchvision DenseNet /
-    /// MobileNetV2, or of one with the seed's concat-pool head.
+    /// State dict of a torchvision model (.pth/.pt, zip or legacy pickle, or .safetensors)
+    /// of any family petal builds, with torchvision's classifier or the seed's concat-pool head.
     #[arg(long, required_unless_present = "run", conflicts_with = "run")]
     weights: Option<PathBuf>,
     /// A `petal train` run directory: its best checkpoint, class names and eval transform.
@@ -34,7 +34,8 @@ pub struct PredictArgs {
     /// Test-time augmentation: average the logits with those of the mirrored image.
     #[arg(long)]
     tta: bool,
-    /// Architecture: auto (read it from the file), densenet121/161/169/201, mobilenet_v2.
+    /// Architecture: auto (read it from the file) or a torchvision preset (densenet121,
+    /// resnet50, efficientnet_b0, convnext_tiny, mobilenet_v3_large, …: see `petal train --help`).
     #[arg(long, default_value = "auto")]
     arch: String,
     /// Class names: `imagenet` (built in), or a JSON file (a list of names, or an object

@@ -61,11 +61,14 @@ pub struct ConfigArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Backbone: auto (the default: the architecture of --weights, densenet161 without
-    /// them), densenet121/161/169/201, mobilenet_v2. An explicit one that contradicts
-    /// --weights is an error.
+    /// them), or a torchvision preset: densenet121/161/169/201, mobilenet_v2,
+    /// resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d/64x4d,
+    /// wide_resnet50_2/101_2, efficientnet_b0…b7, efficientnet_v2_s/m/l,
+    /// convnext_tiny/small/base/large, mobilenet_v3_large/small. An explicit one that
+    /// contradicts --weights is an error.
     #[arg(long)]
     arch: Option<String>,
-    /// Pretrained torchvision weights (.pth) for the backbone.
+    /// Pretrained torchvision weights (.pth or .safetensors) for the backbone.
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Head hidden widths, comma-separated (e.g. 1024 or 1024,512).

@@ -131,23 +131,37 @@ fn a_broken_image_is_named_the_others_predicted_and_the_exit_code_nonzero() {
 
 #[test]
 fn a_wrong_arch_is_a_clear_error() {
-    let out = petal(&[
-        "predict",
-        "--weights",
-        fixture("densenet_tiny.pth").to_str().unwrap(),
-        "--arch",
-        "resnet50",
-        "--device",
-        "cpu",
-        fixture("photo.png").to_str().unwrap(),
-    ]);
+    let predict = |arch: &str| {
+        petal(&[
+            "predict",
+            "--weights",
+            fixture("densenet_tiny.pth").to_str().unwrap(),
+            "--arch",
+            arch,
+            "--device",
+            "cpu",
+            fixture("photo.png").to_str().unwrap(),
+        ])
+    };
+    let out = predict("vgg16");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("unknown architecture `resnet50`"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("densenet161"), "{stderr}");
+    assert!(stderr.contains("unknown architecture `vgg16`"), "{stderr}");
+    for known in [
+        "densenet161",
+        "resnet50",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "mobilenet_v3_large",
+    ] {
+        assert!(stderr.contains(known), "{known}: {stderr}");
+    }
+    // A known architecture that is not the file's: both named.
+    let out = predict("resnet50");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--arch resnet50 contradicts"), "{stderr}");
+    assert!(stderr.contains("densenet(k=8"), "{stderr}");
 }
 
 #[test]
@@ -454,13 +468,16 @@ fn augment_preview_writes_a_grid_and_prints_the_parameters() {
 /// files the scan refuses (`truncated.jpg`, `zero.jpg`, `notes.jpg`) and ones that fail
 /// only at batch time (`corrupt_idat.png`, `bad_pixels.png`), an empty class folder and a
 /// `valid/` class unknown to `train/`.
+/// Copies fixture `name` to `root/to`, creating the folders.
+fn copy_fixture(root: &std::path::Path, name: &str, to: &str) {
+    let dst = root.join(to);
+    std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    std::fs::copy(fixture(name), dst).unwrap();
+}
+
 fn bad_input_folder(root: &std::path::Path) {
     let _ = std::fs::remove_dir_all(root);
-    let copy = |name: &str, to: &str| {
-        let dst = root.join(to);
-        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-        std::fs::copy(fixture(name), dst).unwrap();
-    };
+    let copy = |name: &str, to: &str| copy_fixture(root, name, to);
     copy("png_named.jpg", "train/a/png_named.jpg");
     copy("photo.png", "train/a/photo.png");
     copy("palette.png", "train/a/palette.png");
@@ -752,4 +769,140 @@ fn predict_decodes_by_content_whatever_the_extension() {
     assert_eq!(preds[0]["logits"], preds[1]["logits"]);
     assert!(preds[2]["top"][0]["prob"].as_f64().unwrap() > 0.0);
     std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// Two classes of readable images (train 3 + 2, valid 1 + 1).
+fn good_folder(root: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(root);
+    let copy = |name: &str, to: &str| copy_fixture(root, name, to);
+    copy("photo.png", "train/a/1.png");
+    copy("png_named.jpg", "train/a/2.jpg");
+    copy("palette.png", "train/a/3.png");
+    copy("cmyk.jpg", "train/b/1.jpg");
+    copy("jpeg_named.png", "train/b/2.png");
+    copy("photo.png", "valid/a/1.png");
+    copy("cmyk.jpg", "valid/b/1.jpg");
+}
+
+#[test]
+fn every_zoo_family_predicts_and_fine_tunes_from_its_file_without_arch() {
+    let d = tmpdir("zoo");
+    let data = d.join("data");
+    good_folder(&data);
+    let photo = fixture("photo.png");
+    for (file, model) in [
+        (
+            "zoo/resnet_basic.safetensors",
+            "model: resnet(basic, layers=[1, 2, 1, 1]",
+        ),
+        ("zoo/resnext_bottleneck.pth", "model: resnet(bottleneck"),
+        (
+            "zoo/efficientnet_v2.pth",
+            "model: efficientnet([F1k3s1:8→8×2",
+        ),
+        (
+            "zoo/convnext.safetensors",
+            "model: convnext(dims=[8, 16, 32, 64]",
+        ),
+        (
+            "zoo/mobilenet_v3_small.pth",
+            "model: mobilenet_v3_small(width=0.25)",
+        ),
+        (
+            "zoo/timm_efficientnet.pth",
+            "model: efficientnet([M1k3s1:8→8×1",
+        ),
+        (
+            "zoo/timm_convnext.safetensors",
+            "model: convnext(dims=[8, 16, 32, 64]",
+        ),
+    ] {
+        let weights = fixture(file);
+        let out = petal(&[
+            "predict",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--device",
+            "cpu",
+            "--json",
+            "--logits",
+            photo.to_str().unwrap(),
+        ]);
+        let v = json_ok(&out);
+        let logits: Vec<f64> = v[0]["logits"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{file}: {v}"))
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(logits.len(), 10, "{file}");
+        assert!(logits.iter().all(|x| x.is_finite()), "{file}: {logits:?}");
+        let argmax = (0..10)
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        assert_eq!(v[0]["top"][0]["index"].as_u64().unwrap() as usize, argmax);
+
+        let run = d.join(file.replace(['/', '.'], "_"));
+        let _ = std::fs::remove_dir_all(&run);
+        let out = petal(&[
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--weights",
+            weights.to_str().unwrap(),
+            "--image-size",
+            "64",
+            "--freeze-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--hidden",
+            "8",
+            "--device",
+            "cpu",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(model), "{file}: {stdout}");
+        assert_eq!(metrics(&run).len(), 2, "{file}");
+    }
+}
+
+#[test]
+fn bench_train_step_runs_each_new_family() {
+    for arch in [
+        "resnet50",
+        "efficientnet_b0",
+        "convnext_tiny",
+        "mobilenet_v3_large",
+    ] {
+        let out = petal(&[
+            "bench",
+            "train-step",
+            "--arch",
+            arch,
+            "--batch",
+            "2",
+            "--image-size",
+            "32",
+            "--device",
+            "cpu",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--json",
+        ]);
+        let v = json_ok(&out);
+        assert!(v["step_ms"].as_f64().unwrap() > 0.0, "{arch}: {v}");
+        assert_eq!(v["arch"].as_str(), Some(arch), "{v}");
+    }
 }

@@ -1,100 +1,11 @@
 //! `Classifier = backbone + head`, its configuration, and layer groups for freezing and
 //! discriminative learning rates (timm's `group_matcher`, fastai's `_densenet_split`).
 
-use crate::densenet::{DenseNet, DenseNetConfig};
-use crate::error::CoreError;
+pub use crate::backbone::{Backbone, BackboneConfig};
 use crate::head::{ConcatPoolHead, ConcatPoolHeadConfig, LinearHead, LinearHeadConfig, PoolOrder};
-use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
-
-/// Architecture names `--arch` accepts (besides `auto`).
-pub const ARCH_NAMES: [&str; 5] = [
-    "densenet121",
-    "densenet161",
-    "densenet169",
-    "densenet201",
-    "mobilenet_v2",
-];
-
-/// A backbone configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "arch", rename_all = "snake_case")]
-pub enum BackboneConfig {
-    /// A DenseNet (any growth rate / block layout).
-    DenseNet(DenseNetConfig),
-    /// A MobileNetV2 (any width multiplier).
-    MobileNetV2(MobileNetV2Config),
-}
-
-impl BackboneConfig {
-    /// The preset called `name` (one of [`ARCH_NAMES`]).
-    pub fn from_name(name: &str) -> Result<Self, CoreError> {
-        Ok(match name {
-            "densenet121" => Self::DenseNet(DenseNetConfig::densenet121()),
-            "densenet161" => Self::DenseNet(DenseNetConfig::densenet161()),
-            "densenet169" => Self::DenseNet(DenseNetConfig::densenet169()),
-            "densenet201" => Self::DenseNet(DenseNetConfig::densenet201()),
-            "mobilenet_v2" | "mobilenetv2" => Self::MobileNetV2(MobileNetV2Config::mobilenet_v2()),
-            other => {
-                return Err(CoreError::UnknownArch {
-                    name: other.to_string(),
-                    known: ARCH_NAMES.join(", "),
-                });
-            }
-        })
-    }
-
-    /// A short human-readable name (`densenet161`, `densenet(k=8, blocks=[2, 2], init=16)`, …).
-    pub fn name(&self) -> String {
-        for n in ARCH_NAMES {
-            if Self::from_name(n).ok().as_ref() == Some(self) {
-                return n.to_string();
-            }
-        }
-        match self {
-            Self::DenseNet(c) => format!(
-                "densenet(k={}, blocks={:?}, init={}, bn_size={})",
-                c.growth_rate, c.block_config, c.num_init_features, c.bn_size
-            ),
-            Self::MobileNetV2(c) => format!("mobilenet_v2(width={})", c.width_mult),
-        }
-    }
-
-    /// Channels of the backbone's feature map.
-    pub fn num_features(&self) -> usize {
-        match self {
-            Self::DenseNet(c) => c.num_features(),
-            Self::MobileNetV2(c) => c.num_features(),
-        }
-    }
-
-    /// By how much the backbone downsamples (the feature map of an `S × S` input is about
-    /// `S / stride` wide): the smallest input it takes.
-    pub fn output_stride(&self) -> usize {
-        match self {
-            Self::DenseNet(c) => 4 << c.block_config.len().saturating_sub(1),
-            Self::MobileNetV2(_) => 32,
-        }
-    }
-
-    /// Builds the backbone.
-    pub fn init(&self, device: &Device) -> Backbone {
-        match self {
-            Self::DenseNet(c) => Backbone::DenseNet(c.init(device)),
-            Self::MobileNetV2(c) => Backbone::MobileNetV2(c.init(device)),
-        }
-    }
-
-    /// The linear head torchvision gives this architecture (dropout 0.2 for MobileNetV2).
-    pub fn torchvision_head(&self) -> HeadConfig {
-        match self {
-            Self::DenseNet(_) => HeadConfig::Linear { dropout: 0.0 },
-            Self::MobileNetV2(_) => HeadConfig::Linear { dropout: 0.2 },
-        }
-    }
-}
 
 /// A head configuration (its input width comes from the backbone).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,14 +20,30 @@ pub enum HeadConfig {
         /// Pool order (default avg then max).
         pool_order: PoolOrder,
     },
-    /// torchvision's average-pool + linear classifier.
+    /// torchvision's classifier: average pool → [LayerNorm (ConvNeXt)] → [Linear →
+    /// Hardswish (MobileNetV3)] → Dropout → Linear.
     Linear {
-        /// Dropout before the linear layer.
+        /// Dropout before the last linear layer.
         dropout: f64,
+        /// A LayerNorm over the pooled channels first (ConvNeXt's `classifier.0`, eps 1e-6).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        layer_norm: bool,
+        /// A hidden Linear → Hardswish layer of this width (MobileNetV3's `classifier.0`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<usize>,
     },
 }
 
 impl HeadConfig {
+    /// torchvision's plain classifier: average pool → Dropout(`dropout`) → Linear.
+    pub fn linear(dropout: f64) -> Self {
+        Self::Linear {
+            dropout,
+            layer_norm: false,
+            hidden: None,
+        }
+    }
+
     /// The seed article's head: one hidden layer of 1024, dropout 0.35, avg then max.
     pub fn seed() -> Self {
         Self::ConcatPool {
@@ -179,9 +106,15 @@ impl ClassifierConfig {
                     .with_pool_order(*pool_order)
                     .init(device),
             ),
-            HeadConfig::Linear { dropout } => Head::Linear(
+            HeadConfig::Linear {
+                dropout,
+                layer_norm,
+                hidden,
+            } => Head::Linear(
                 LinearHeadConfig::new(num_features, self.num_classes)
                     .with_dropout(*dropout)
+                    .with_layer_norm(*layer_norm)
+                    .with_hidden(*hidden)
                     .init(device),
             ),
         };
@@ -190,88 +123,6 @@ impl ClassifierConfig {
             head,
         }
     }
-}
-
-/// A backbone: everything up to the feature map.
-#[derive(Module, Debug)]
-pub enum Backbone {
-    /// DenseNet-121/161/169/201 or custom.
-    DenseNet(DenseNet),
-    /// MobileNetV2.
-    MobileNetV2(MobileNetV2),
-}
-
-impl Backbone {
-    /// Channels of the feature map (timm's `num_features()`).
-    pub fn num_features(&self) -> usize {
-        match self {
-            Self::DenseNet(m) => m.num_features(),
-            Self::MobileNetV2(m) => m.num_features(),
-        }
-    }
-
-    /// # Shapes
-    /// - `x`: `[N, 3, H, W]` normalised images
-    /// - output: `[N, num_features, H', W']`
-    pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        match self {
-            Self::DenseNet(m) => m.forward_features(x),
-            Self::MobileNetV2(m) => m.forward_features(x),
-        }
-    }
-
-    /// Layer groups, input side first: DenseNet `stem+block1+block2 | block3+block4+norm5`
-    /// (fastai's `_densenet_split`: the first half of the blocks with their transitions,
-    /// then the rest); MobileNetV2 `features.0–8 | features.9–18`.
-    pub fn layer_groups(&self) -> Vec<LayerGroup> {
-        match self {
-            Self::DenseNet(m) => {
-                let k = m.blocks.len().div_ceil(2);
-                let mut g0 = ids(&m.conv0).fuse(&ids(&m.norm0));
-                for b in &m.blocks[..k] {
-                    g0 = g0.fuse(&ids(b));
-                }
-                for t in &m.transitions[..k - 1] {
-                    g0 = g0.fuse(&ids(t));
-                }
-                let mut g1 = ids(&m.norm5);
-                for b in &m.blocks[k..] {
-                    g1 = g1.fuse(&ids(b));
-                }
-                for t in &m.transitions[k - 1..] {
-                    g1 = g1.fuse(&ids(t));
-                }
-                let name = |r: std::ops::Range<usize>| {
-                    r.map(|i| format!("block{}", i + 1))
-                        .collect::<Vec<_>>()
-                        .join("+")
-                };
-                vec![
-                    LayerGroup::new(format!("stem+{}", name(0..k)), g0),
-                    LayerGroup::new(format!("{}+norm5", name(k..m.blocks.len())), g1),
-                ]
-            }
-            Self::MobileNetV2(m) => {
-                let k = m.blocks.len() / 2;
-                let mut g0 = ids(&m.stem);
-                for b in &m.blocks[..k] {
-                    g0 = g0.fuse(&ids(b));
-                }
-                let mut g1 = ids(&m.last);
-                for b in &m.blocks[k..] {
-                    g1 = g1.fuse(&ids(b));
-                }
-                vec![
-                    LayerGroup::new(format!("features.0-{k}"), g0),
-                    LayerGroup::new(format!("features.{}-{}", k + 1, m.blocks.len() + 1), g1),
-                ]
-            }
-        }
-    }
-}
-
-fn ids<M: Module>(m: &M) -> ParamGroup {
-    ParamGroup::ids_from_module(m.clone())
 }
 
 /// A named set of parameters that is frozen / unfrozen together and shares a learning rate.
@@ -284,7 +135,8 @@ pub struct LayerGroup {
 }
 
 impl LayerGroup {
-    fn new(name: String, params: ParamGroup) -> Self {
+    pub(crate) fn new(name: impl Into<String>, params: ParamGroup) -> Self {
+        let name = name.into();
         Self { name, params }
     }
 

@@ -13,11 +13,16 @@
 //! head sees the same map as torchvision's classifier does.
 //!
 //! Parameter names follow petal's module tree (`blocks.1.layers.3.conv2.weight`); the
-//! torchvision names (`features.denseblock2.denselayer4.conv2.weight`, and the legacy
-//! `norm.1`/`conv.2` spellings of the 2017 files) are mapped by [`crate::weights`].
+//! torchvision names (`features.denseblock2.denselayer4.conv2.weight`; the legacy
+//! `norm.1`/`conv.2` spellings of the 2017 files are rewritten on reading, in
+//! [`crate::weights`]) are mapped here ([`Family::import_key`]).
 
+use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
+use crate::classifier::{HeadConfig, LayerGroup};
+use crate::layers::{ConvInit, ConvSpec};
+use crate::weights::{StateDict, index_minus_one};
 use burn::module::Module;
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
@@ -70,11 +75,6 @@ impl DenseNetConfig {
             }
         }
         (inputs, c)
-    }
-
-    /// Number of channels of the final feature map (`norm5`'s width).
-    pub fn num_features(&self) -> usize {
-        self.channel_plan().1
     }
 
     /// Builds the network with torchvision's initialisation (Kaiming-normal convolutions,
@@ -144,40 +144,13 @@ impl DenseNetConfig {
     }
 }
 
-/// A bias-free square convolution with torchvision's Kaiming-normal initialisation.
-pub(crate) fn conv(
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    device: &Device,
-) -> Conv2d {
-    conv_grouped(c_in, c_out, k, stride, pad, 1, false, device)
-}
-
-/// [`conv`] with channel groups (depthwise when `groups == c_in`) and a choice of Kaiming
-/// fan (torchvision's DenseNet uses fan-in, MobileNetV2 fan-out).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_grouped(
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    stride: usize,
-    pad: usize,
-    groups: usize,
-    fan_out_only: bool,
-    device: &Device,
-) -> Conv2d {
-    Conv2dConfig::new([c_in, c_out], [k, k])
-        .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-        .with_groups(groups)
-        .with_bias(false)
-        .with_initializer(burn::nn::Initializer::KaimingNormal {
-            gain: 2f64.sqrt(),
-            fan_out_only,
-        })
+/// A bias-free square convolution with torchvision's DenseNet initialisation (Kaiming-normal
+/// over the fan-in).
+fn conv(c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize, device: &Device) -> Conv2d {
+    ConvSpec::new(c_in, c_out, k)
+        .stride(stride)
+        .padding(pad)
+        .init_with(ConvInit::KaimingFanIn)
         .init(device)
 }
 
@@ -271,5 +244,147 @@ impl DenseNet {
             }
         }
         relu(self.norm5.forward(x))
+    }
+}
+
+impl Family for DenseNetConfig {
+    fn describe(&self) -> String {
+        format!(
+            "densenet(k={}, blocks={:?}, init={}, bn_size={})",
+            self.growth_rate, self.block_config, self.num_init_features, self.bn_size
+        )
+    }
+
+    fn num_features(&self) -> usize {
+        self.channel_plan().1
+    }
+
+    fn output_stride(&self) -> usize {
+        4 << self.block_config.len().saturating_sub(1)
+    }
+
+    fn torchvision_head(&self) -> HeadConfig {
+        HeadConfig::linear(0.0)
+    }
+
+    fn torchvision_head_keys(&self) -> &'static [(&'static str, &'static str)] {
+        &[("fc", "classifier")]
+    }
+
+    fn import_key(&self, key: &str, _: &StateDict) -> Option<String> {
+        let rest = key.strip_prefix("features.")?;
+        let (first, tail) = rest.split_once('.')?;
+        Some(match first {
+            "conv0" | "norm0" | "norm5" => rest.to_string(),
+            _ if first.starts_with("denseblock") => {
+                let b = index_minus_one(first, "denseblock")?;
+                let (layer, tail) = tail.split_once('.')?;
+                let l = index_minus_one(layer, "denselayer")?;
+                format!("blocks.{b}.layers.{l}.{tail}")
+            }
+            _ if first.starts_with("transition") => {
+                let t = index_minus_one(first, "transition")?;
+                format!("transitions.{t}.{tail}")
+            }
+            _ => return None,
+        })
+    }
+
+    fn export_key(&self, path: &str) -> Option<String> {
+        let parts: Vec<&str> = path.split('.').collect();
+        let p = match parts[..] {
+            ["conv0" | "norm0" | "norm5"] => path.to_string(),
+            ["blocks", b, "layers", l, ref rest @ ..] => format!(
+                "denseblock{}.denselayer{}.{}",
+                b.parse::<usize>().ok()? + 1,
+                l.parse::<usize>().ok()? + 1,
+                rest.join(".")
+            ),
+            ["transitions", t, ref rest @ ..] => {
+                format!(
+                    "transition{}.{}",
+                    t.parse::<usize>().ok()? + 1,
+                    rest.join(".")
+                )
+            }
+            _ => return None,
+        };
+        Some(format!("features.{p}"))
+    }
+}
+
+impl FamilyConfig for DenseNetConfig {
+    type Module = DenseNet;
+    const NAME: &'static str = "densenet";
+    const SIGNATURE: &'static str = "features.conv0.weight";
+
+    fn presets() -> Vec<(&'static str, Self)> {
+        vec![
+            ("densenet121", Self::densenet121()),
+            ("densenet161", Self::densenet161()),
+            ("densenet169", Self::densenet169()),
+            ("densenet201", Self::densenet201()),
+        ]
+    }
+
+    fn detect(sd: &StateDict) -> bool {
+        sd.contains("features.conv0.weight")
+    }
+
+    fn infer(sd: &StateDict) -> Result<Self, String> {
+        let init = sd.dim("features.conv0.weight", 0)?;
+        let mut blocks = Vec::new();
+        while sd.has_prefix(&format!("features.denseblock{}.", blocks.len() + 1)) {
+            let b = blocks.len() + 1;
+            let n = sd.count_from(&format!("features.denseblock{b}.denselayer"), 1);
+            if n == 0 {
+                return Err(format!("`features.denseblock{b}` has no `denselayer1`"));
+            }
+            blocks.push(n);
+        }
+        if blocks.is_empty() {
+            return Err("no `features.denseblock1` found".into());
+        }
+        let growth = sd.dim("features.denseblock1.denselayer1.conv2.weight", 0)?;
+        let mid = sd.dim("features.denseblock1.denselayer1.conv1.weight", 0)?;
+        if growth == 0 || mid % growth != 0 {
+            return Err(format!(
+                "bottleneck width {mid} is not a multiple of the growth rate {growth}"
+            ));
+        }
+        Ok(Self::new(growth, blocks, init).with_bn_size(mid / growth))
+    }
+
+    fn build(&self, device: &Device) -> DenseNet {
+        self.init(device)
+    }
+}
+
+impl FeatureExtractor for DenseNet {
+    fn num_features(&self) -> usize {
+        DenseNet::num_features(self)
+    }
+
+    fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
+        DenseNet::forward_features(self, x)
+    }
+
+    /// `stem+block1+block2 | block3+block4+norm5` (fastai's `_densenet_split`: the first
+    /// half of the blocks with their transitions, then the rest).
+    fn layer_groups(&self) -> Vec<LayerGroup> {
+        let k = self.blocks.len().div_ceil(2);
+        let g0 = ids(&self.conv0).fuse(&ids(&self.norm0));
+        let g0 = fuse_ids(fuse_ids(g0, &self.blocks[..k]), &self.transitions[..k - 1]);
+        let g1 = fuse_ids(ids(&self.norm5), &self.blocks[k..]);
+        let g1 = fuse_ids(g1, &self.transitions[k - 1..]);
+        let name = |r: std::ops::Range<usize>| {
+            r.map(|i| format!("block{}", i + 1))
+                .collect::<Vec<_>>()
+                .join("+")
+        };
+        vec![
+            LayerGroup::new(format!("stem+{}", name(0..k)), g0),
+            LayerGroup::new(format!("{}+norm5", name(k..self.blocks.len())), g1),
+        ]
     }
 }

@@ -15,7 +15,7 @@ pub enum CoreError {
     },
     /// The weight file could not be read.
     #[error(
-        "cannot read weights `{path}`: {reason}. Expected a PyTorch state dict (.pth/.pt, zip or legacy pickle) as torch.save(model.state_dict()) writes it"
+        "cannot read weights `{path}`: {reason}. Expected a PyTorch state dict (.pth/.pt, zip or legacy pickle, as torch.save(model.state_dict()) writes it) or a .safetensors file"
     )]
     Read {
         /// The file.

@@ -8,9 +8,12 @@
 //! timm); fastai orders max then avg.
 
 use burn::module::Module;
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{hard_swish, relu};
 pub use petal_kernels::concat_pool::PoolOrder;
 
 /// [`ConcatPoolHead`] configuration.
@@ -146,29 +149,52 @@ pub struct LinearHeadConfig {
     pub num_features: usize,
     /// Number of output classes.
     pub num_classes: usize,
-    /// Dropout before the linear layer (torchvision: 0 for DenseNet, 0.2 for MobileNetV2).
+    /// Dropout before the last linear layer (torchvision: 0 for DenseNet and ResNet, 0.2
+    /// for MobileNet and EfficientNet-B0, up to 0.5 for B7).
     #[config(default = 0.0)]
     pub dropout: f64,
+    /// A LayerNorm (eps 1e-6) over the pooled channels first, as ConvNeXt's classifier.
+    #[config(default = false)]
+    pub layer_norm: bool,
+    /// A hidden Linear → Hardswish layer of this width first, as MobileNetV3's classifier.
+    #[config(default = "None")]
+    pub hidden: Option<usize>,
 }
 
 impl LinearHeadConfig {
-    /// Builds the head (PyTorch's default `nn.Linear` initialisation, bias zero as torchvision).
+    /// Builds the head (PyTorch's default `nn.Linear` initialisation, biases zero as
+    /// torchvision's).
     pub fn init(&self, device: &Device) -> LinearHead {
-        let mut fc = LinearConfig::new(self.num_features, self.num_classes).init(device);
-        if let Some(b) = fc.bias.as_mut() {
-            *b = burn::module::Param::from_tensor(Tensor::zeros([self.num_classes], device));
-        }
+        let linear = |c_in: usize, c_out: usize| {
+            let mut fc = LinearConfig::new(c_in, c_out).init(device);
+            if let Some(b) = fc.bias.as_mut() {
+                *b = burn::module::Param::from_tensor(Tensor::zeros([c_out], device));
+            }
+            fc
+        };
+        let fc_in = self.hidden.unwrap_or(self.num_features);
         LinearHead {
+            norm: self.layer_norm.then(|| {
+                LayerNormConfig::new(self.num_features)
+                    .with_epsilon(1e-6)
+                    .init(device)
+            }),
+            hidden: self.hidden.map(|h| linear(self.num_features, h)),
             dropout: DropoutConfig::new(self.dropout).init(),
-            fc,
+            fc: linear(fc_in, self.num_classes),
         }
     }
 }
 
-/// torchvision's classifier: global average pool → flatten → (Dropout) → Linear.
+/// torchvision's classifier: global average pool → flatten → [LayerNorm] → [Linear →
+/// Hardswish] → Dropout → Linear.
 #[derive(Module, Debug)]
 pub struct LinearHead {
-    /// Dropout before the linear layer.
+    /// ConvNeXt's LayerNorm over the pooled channels (`classifier.0`).
+    pub norm: Option<LayerNorm>,
+    /// MobileNetV3's hidden layer (`classifier.0`), followed by Hardswish.
+    pub hidden: Option<Linear>,
+    /// Dropout before the last linear layer.
     pub dropout: Dropout,
     /// The linear classifier.
     pub fc: Linear,
@@ -185,7 +211,13 @@ impl LinearHead {
     /// - output: `[N, classes]` logits
     pub fn forward(&self, features: Tensor<4>) -> Tensor<2> {
         let [n, c, h, w] = features.dims();
-        let pooled: Tensor<2> = features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
-        self.fc.forward(self.dropout.forward(pooled))
+        let mut x: Tensor<2> = features.reshape([n, c, h * w]).mean_dim(2).reshape([n, c]);
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x);
+        }
+        if let Some(hidden) = &self.hidden {
+            x = hard_swish(hidden.forward(x));
+        }
+        self.fc.forward(self.dropout.forward(x))
     }
 }

@@ -1,25 +1,29 @@
-//! Import of torchvision / PyTorch state dicts (`.pth`, zip and legacy pickle formats).
+//! Import of torchvision / PyTorch state dicts (`.pth`/`.pt` in the zip and legacy pickle
+//! formats, and `.safetensors`), for every backbone family of the [registry](crate::backbone).
 //!
-//! - Reads the file with `burn-store`'s PyTorch reader (no Python involved).
+//! - Reads the file with `burn-store`'s PyTorch or safetensors reader (no Python involved),
+//!   choosing by content, not by extension.
 //! - Unwraps the usual containers: a `state_dict` / `model` entry and DataParallel's
 //!   `module.` prefix.
 //! - Rewrites DenseNet's legacy 2017 keys (`denselayer1.norm.1.weight` → `norm1.weight`,
 //!   as torchvision's `_load_state_dict` does), drops `num_batches_tracked`.
-//! - Infers the architecture (`--arch auto`): DenseNet growth rate, block layout, bn_size,
-//!   stem width and classes; MobileNetV2 width multiplier and classes; the head kind
-//!   (torchvision's linear classifier or the seed's concat-pool head).
-//! - Maps torchvision names onto petal's module tree and applies them with
+//! - Infers the architecture (`--arch auto`): the family from the key layout, its sizes
+//!   from the shapes (each family's `FamilyConfig::infer`), the head kind (torchvision's
+//!   classifier or the seed's concat-pool head) and the classes.
+//! - Maps torchvision names onto petal's module tree (each family's `Family::import_key`)
+//!   and applies them with
 //!   `PyTorchToBurnAdapter` (Linear weights transposed, BatchNorm `weight/bias` → `gamma/beta`).
 //! - Refuses a file that does not fit: one error listing the missing and unexpected keys and
 //!   the shape mismatches (the first few of each). A model is never returned half-loaded.
 
-use crate::classifier::{ARCH_NAMES, BackboneConfig, Classifier, ClassifierConfig, HeadConfig};
-use crate::densenet::DenseNetConfig;
+use crate::backbone::{arch_names, infer_backbone, signatures, timm_spelling};
+use crate::classifier::{BackboneConfig, Classifier, ClassifierConfig, HeadConfig};
 use crate::error::CoreError;
 use crate::head::PoolOrder;
-use crate::mobilenet_v2::MobileNetV2Config;
 use burn::store::burn_pack::Tensor as PackTensor;
-use burn::store::{ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore};
+use burn::store::{
+    ApplyError, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
 use burn::tensor::{DType, bf16, f16};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,28 +48,46 @@ impl StateDict {
                 reason: "no such file".into(),
             });
         }
-        let read = |top: Option<&str>| -> Result<BTreeMap<String, PackTensor>, CoreError> {
-            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-            if let Some(k) = top {
-                store = store.with_top_level_key(k);
-            }
-            store
+        let mut tensors = if is_safetensors(path) {
+            SafetensorsStore::from_file(path)
                 .get_all_tensors()
                 .cloned()
                 .map_err(|e| CoreError::Read {
                     path: shown.clone(),
                     reason: e.to_string(),
-                })
+                })?
+        } else {
+            let read = |top: Option<&str>| -> Result<BTreeMap<String, PackTensor>, CoreError> {
+                let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+                if let Some(k) = top {
+                    store = store.with_top_level_key(k);
+                }
+                store
+                    .get_all_tensors()
+                    .cloned()
+                    .map_err(|e| CoreError::Read {
+                        path: shown.clone(),
+                        reason: e.to_string(),
+                    })
+            };
+            read(None)?
         };
-        let mut tensors = read(None)?;
-        for top in ["state_dict", "model", "model_state_dict"] {
-            if !tensors.is_empty() && !tensors.keys().all(|k| k.starts_with(&format!("{top}."))) {
-                break;
-            }
-            if let Ok(inner) = read(Some(top))
-                && !inner.is_empty()
-            {
-                tensors = inner;
+        if !is_safetensors(path) {
+            for top in ["state_dict", "model", "model_state_dict"] {
+                if !tensors.is_empty() && !tensors.keys().all(|k| k.starts_with(&format!("{top}.")))
+                {
+                    break;
+                }
+                let inner = PytorchStore::from_file(path)
+                    .map_indices_contiguous(false)
+                    .with_top_level_key(top)
+                    .get_all_tensors()
+                    .cloned();
+                if let Ok(inner) = inner
+                    && !inner.is_empty()
+                {
+                    tensors = inner;
+                }
             }
         }
         if tensors.is_empty() {
@@ -89,6 +111,7 @@ impl StateDict {
                 (k, t)
             })
             .collect();
+        let tensors = from_timm(&shown, tensors);
         Ok(Self {
             path: shown,
             tensors,
@@ -120,17 +143,32 @@ impl StateDict {
         self.tensors.get(key).map(|t| t.shape.to_vec())
     }
 
-    fn dim(&self, key: &str, axis: usize) -> Result<usize, String> {
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &str) -> bool {
+        self.tensors.contains_key(key)
+    }
+
+    /// Axis `axis` of `key`'s shape, or a message naming the key.
+    pub fn dim(&self, key: &str, axis: usize) -> Result<usize, String> {
         self.shape(key)
             .and_then(|s| s.get(axis).copied())
             .ok_or_else(|| format!("key `{key}` is missing or has no axis {axis}"))
     }
 
-    fn has_prefix(&self, prefix: &str) -> bool {
+    /// Whether some key starts with `prefix`.
+    pub fn has_prefix(&self, prefix: &str) -> bool {
         self.tensors
             .range(prefix.to_string()..)
             .next()
             .is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
+    /// How many consecutive indices `start, start + 1, …` have keys under `{prefix}{i}.`
+    /// (`count_from("layer1.", 0)` = the blocks of ResNet's first stage).
+    pub fn count_from(&self, prefix: &str, start: usize) -> usize {
+        (start..)
+            .take_while(|i| self.has_prefix(&format!("{prefix}{i}.")))
+            .count()
     }
 
     /// The backbone to build for `arch`: `None` or `auto` infers it from the file; an
@@ -153,113 +191,66 @@ impl StateDict {
     ) -> Result<BackboneConfig, CoreError> {
         match (asked, self.infer()) {
             (None, inferred) => inferred.map(|(b, _)| b),
-            (Some(asked), Ok((found, _))) if asked != found => Err(CoreError::ArchContradicts {
-                path: self.path.clone(),
-                asked: asked.name(),
-                found: found.name(),
-            }),
+            (Some(asked), Ok((found, _))) if !same_architecture(&asked, &found) => {
+                Err(CoreError::ArchContradicts {
+                    path: self.path.clone(),
+                    asked: asked.name(),
+                    found: found.name(),
+                })
+            }
             (Some(asked), _) => Ok(asked),
+        }
+    }
+
+    fn infer_error(&self, reason: String) -> CoreError {
+        CoreError::Infer {
+            path: self.path.clone(),
+            reason,
+            known: arch_names().join(", "),
         }
     }
 
     /// Infers the classifier this state dict describes (`--arch auto`): the backbone, and
     /// the head if the file has one (`None` for a backbone-only file).
     pub fn infer(&self) -> Result<(BackboneConfig, Option<(HeadConfig, usize)>), CoreError> {
-        let fail = |reason: String| CoreError::Infer {
-            path: self.path.clone(),
-            reason,
-            known: ARCH_NAMES.join(", "),
+        let backbone = match infer_backbone(self) {
+            Some((family, Ok(b))) => {
+                log::debug!("{}: a {family} backbone, {}", self.path, b.name());
+                b
+            }
+            Some((family, Err(reason))) => {
+                return Err(self.infer_error(format!("a {family} layout, but {reason}")));
+            }
+            None => {
+                let first: Vec<&str> = self.keys().take(5).collect();
+                let known: Vec<String> = signatures()
+                    .into_iter()
+                    .map(|(f, k)| format!("{f} (`{k}`)"))
+                    .collect();
+                return Err(self.infer_error(format!(
+                    "no torchvision backbone layout found (looked for {}); the file starts with {first:?}",
+                    known.join(", ")
+                )));
+            }
         };
-        let backbone = if self.tensors.contains_key("features.conv0.weight") {
-            BackboneConfig::DenseNet(self.infer_densenet().map_err(fail)?)
-        } else if self.tensors.contains_key("features.0.0.weight")
-            && self.has_prefix("features.1.conv.")
-        {
-            BackboneConfig::MobileNetV2(self.infer_mobilenet_v2().map_err(fail)?)
-        } else {
-            let first: Vec<&str> = self.keys().take(5).collect();
-            return Err(fail(format!(
-                "neither torchvision DenseNet (`features.conv0.weight`) nor MobileNetV2 \
-                 (`features.0.0.weight`) keys found; the file starts with {first:?}"
-            )));
-        };
-        let head = self.infer_head(&backbone).map_err(fail)?;
+        let head = self
+            .infer_head(&backbone)
+            .map_err(|r| self.infer_error(r))?;
         Ok((backbone, head))
     }
 
-    fn infer_densenet(&self) -> Result<DenseNetConfig, String> {
-        let init = self.dim("features.conv0.weight", 0)?;
-        let mut blocks = Vec::new();
-        while self.has_prefix(&format!("features.denseblock{}.", blocks.len() + 1)) {
-            let b = blocks.len() + 1;
-            let mut n = 0;
-            while self.has_prefix(&format!("features.denseblock{b}.denselayer{}.", n + 1)) {
-                n += 1;
-            }
-            if n == 0 {
-                return Err(format!("`features.denseblock{b}` has no `denselayer1`"));
-            }
-            blocks.push(n);
-        }
-        if blocks.is_empty() {
-            return Err("no `features.denseblock1` found".into());
-        }
-        let growth = self.dim("features.denseblock1.denselayer1.conv2.weight", 0)?;
-        let mid = self.dim("features.denseblock1.denselayer1.conv1.weight", 0)?;
-        if growth == 0 || mid % growth != 0 {
-            return Err(format!(
-                "bottleneck width {mid} is not a multiple of the growth rate {growth}"
-            ));
-        }
-        Ok(DenseNetConfig::new(growth, blocks, init).with_bn_size(mid / growth))
-    }
-
-    fn infer_mobilenet_v2(&self) -> Result<MobileNetV2Config, String> {
-        let stem = self.dim("features.0.0.weight", 0)?;
-        let mut n = 0;
-        while self.has_prefix(&format!("features.{}.", n + 1)) {
-            n += 1;
-        }
-        let last = self.dim(&format!("features.{n}.0.weight"), 0)?;
-        let project_out = |i: usize| -> Option<usize> {
-            let expand = self.has_prefix(&format!("features.{i}.conv.3."));
-            let key = format!("features.{i}.conv.{}.weight", if expand { 2 } else { 1 });
-            self.shape(&key).map(|s| s[0])
-        };
-        // torchvision names widths `width_mult` multiples rounded to 8: find the multiplier
-        // that reproduces every width in the file.
-        let mut candidates: Vec<f64> = (1..=80).map(|i| i as f64 * 0.05).collect();
-        candidates.extend([0.35, 1.3, 1.4]);
-        candidates.sort_by(f64::total_cmp);
-        for w in candidates {
-            let cfg = MobileNetV2Config::new().with_width_mult(w);
-            let blocks = cfg.blocks();
-            if cfg.input_channel() == stem
-                && cfg.num_features() == last
-                && blocks.len() + 1 == n
-                && blocks
-                    .iter()
-                    .enumerate()
-                    .all(|(i, b)| project_out(i + 1) == Some(b.c_out))
-            {
-                return Ok(cfg);
-            }
-        }
-        Err(format!(
-            "no MobileNetV2 width multiplier gives stem width {stem}, {} blocks and {last} features",
-            n.saturating_sub(1)
-        ))
-    }
-
     fn infer_head(&self, backbone: &BackboneConfig) -> Result<Option<(HeadConfig, usize)>, String> {
-        let linear_key = match backbone {
-            BackboneConfig::DenseNet(_) => "classifier.weight",
-            BackboneConfig::MobileNetV2(_) => "classifier.1.weight",
-        };
-        if let Some(s) = self.shape(linear_key) {
-            return Ok(Some((backbone.torchvision_head(), s[0])));
+        let family = backbone.family();
+        let tv_keys = family.torchvision_head_keys();
+        let fc = tv_keys
+            .iter()
+            .find(|(p, _)| *p == "fc")
+            .map(|(_, tv)| *tv)
+            .unwrap_or("classifier");
+        if let Some(s) = self.shape(&format!("{fc}.weight")) {
+            return Ok(Some((family.torchvision_head(), s[0])));
         }
-        if self.tensors.contains_key("classifier.fc1.weight") {
+        if self.contains("classifier.fc1.weight") {
             // The seed's `ClassifierNew`: bn0, fc1, bn1, fc2, … (ReLU between stages).
             let mut widths = Vec::new();
             let mut i = 1;
@@ -275,13 +266,23 @@ impl StateDict {
             };
             return Ok(Some((head, classes)));
         }
-        if self.has_prefix("classifier.") {
-            let keys: Vec<&str> = self
-                .keys()
-                .filter(|k| k.starts_with("classifier."))
-                .take(LIST_FIRST)
-                .collect();
-            return Err(format!("unrecognised classifier keys {keys:?}"));
+        let head_prefixes: Vec<String> = std::iter::once("classifier".to_string())
+            .chain(tv_keys.iter().map(|(_, tv)| tv.to_string()))
+            .collect();
+        let strays: Vec<&str> = self
+            .keys()
+            .filter(|k| {
+                head_prefixes
+                    .iter()
+                    .any(|p| k.starts_with(&format!("{p}.")))
+                    && family.import_key(k, self).is_none()
+            })
+            .take(LIST_FIRST)
+            .collect();
+        if !strays.is_empty() {
+            return Err(format!(
+                "unrecognised classifier keys {strays:?} (expected torchvision's `{fc}.weight` or the seed head's `classifier.fc1.weight`)"
+            ));
         }
         Ok(None)
     }
@@ -291,16 +292,80 @@ impl StateDict {
         if key.starts_with("backbone.") || key.starts_with("head.") {
             return Some(key.to_string());
         }
-        if let Some(rest) = key.strip_prefix("classifier.") {
-            return classifier_name(rest, backbone);
+        let family = backbone.family();
+        for (petal, tv) in family.torchvision_head_keys() {
+            if let Some(param) = key.strip_prefix(&format!("{tv}."))
+                && !param.contains('.')
+            {
+                return Some(format!("head.{petal}.{param}"));
+            }
         }
-        let rest = key.strip_prefix("features.")?;
-        let mapped = match backbone {
-            BackboneConfig::DenseNet(_) => densenet_name(rest)?,
-            BackboneConfig::MobileNetV2(cfg) => mobilenet_name(rest, cfg.blocks().len() + 1, self)?,
-        };
-        Some(format!("backbone.{mapped}"))
+        if let Some(rest) = key.strip_prefix("classifier.")
+            && let Some((layer, p)) = rest.split_once('.')
+        {
+            if let Some(i) = layer
+                .strip_prefix("bn")
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                return Some(format!("head.blocks.{i}.bn.{p}"));
+            }
+            if let Some(i) = index_minus_one(layer, "fc") {
+                return Some(format!("head.blocks.{i}.fc.{p}"));
+            }
+        }
+        family
+            .import_key(key, self)
+            .map(|p| format!("backbone.{p}"))
     }
+}
+
+/// Renames timm's spelling of a family (`conv_stem`, `stages.0.blocks.0.conv_dw`, …) to
+/// torchvision's, when the keys are timm's; other dicts are returned as they are.
+fn from_timm(path: &str, tensors: BTreeMap<String, PackTensor>) -> BTreeMap<String, PackTensor> {
+    let has_prefix = |p: &str| {
+        tensors
+            .range(p.to_string()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(p))
+    };
+    let Some((family, rename)) = timm_spelling(&has_prefix) else {
+        return tensors;
+    };
+    let renames: Vec<Option<(String, Option<Vec<usize>>)>> = tensors
+        .iter()
+        .map(|(k, t)| rename(k, &t.shape.to_vec(), &has_prefix))
+        .collect();
+    log::info!("{path}: timm's spelling of {family}, read as torchvision's");
+    tensors
+        .into_iter()
+        .zip(renames)
+        .map(|((k, mut t), r)| match r {
+            Some((name, shape)) => {
+                if let Some(shape) = shape {
+                    t.shape = shape.into();
+                }
+                t.name = name.clone();
+                (name, t)
+            }
+            None => (k, t),
+        })
+        .collect()
+}
+
+/// Whether two configurations build the same network (the same weights fit both):
+/// training-only settings such as dropout or stochastic depth do not count.
+fn same_architecture(a: &BackboneConfig, b: &BackboneConfig) -> bool {
+    a == b || a.name() == b.name()
+}
+
+/// Whether the file is a safetensors file: an 8-byte little-endian header length, then a
+/// JSON object (zip `.pth` files start with `PK`, legacy ones with a pickle opcode).
+fn is_safetensors(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| head[8] == b'{' && u64::from_le_bytes(head[..8].try_into().unwrap()) > 1)
 }
 
 /// Refuses a state dict holding NaN or ±inf in any floating-point tensor (a diverged or
@@ -370,76 +435,12 @@ fn modernise_densenet_key(key: &str) -> String {
     key.to_string()
 }
 
-fn index_minus_one(s: &str, prefix: &str) -> Option<usize> {
+/// `n - 1` of a 1-based name such as `denseblock3` (`prefix` = `denseblock`).
+pub(crate) fn index_minus_one(s: &str, prefix: &str) -> Option<usize> {
     s.strip_prefix(prefix)?
         .parse::<usize>()
         .ok()?
         .checked_sub(1)
-}
-
-fn densenet_name(rest: &str) -> Option<String> {
-    let (first, tail) = rest.split_once('.')?;
-    Some(match first {
-        "conv0" | "norm0" | "norm5" => rest.to_string(),
-        _ if first.starts_with("denseblock") => {
-            let b = index_minus_one(first, "denseblock")?;
-            let (layer, tail) = tail.split_once('.')?;
-            let l = index_minus_one(layer, "denselayer")?;
-            format!("blocks.{b}.layers.{l}.{tail}")
-        }
-        _ if first.starts_with("transition") => {
-            let t = index_minus_one(first, "transition")?;
-            format!("transitions.{t}.{tail}")
-        }
-        _ => return None,
-    })
-}
-
-fn mobilenet_name(rest: &str, last: usize, sd: &StateDict) -> Option<String> {
-    let (idx, tail) = rest.split_once('.')?;
-    let i: usize = idx.parse().ok()?;
-    let conv_bn = |t: &str| -> Option<String> {
-        let (k, p) = t.split_once('.')?;
-        Some(format!("{}.{p}", if k == "0" { "conv" } else { "bn" }))
-    };
-    if i == 0 {
-        return Some(format!("stem.{}", conv_bn(tail)?));
-    }
-    if i == last {
-        return Some(format!("last.{}", conv_bn(tail)?));
-    }
-    let t = tail.strip_prefix("conv.")?;
-    let expand = sd.has_prefix(&format!("features.{i}.conv.3."));
-    let (j, p) = t.split_once('.')?;
-    let name = match (expand, j) {
-        (true, "0") => format!("expand.{}", conv_bn(p)?),
-        (true, "1") | (false, "0") => format!("depthwise.{}", conv_bn(p)?),
-        (true, "2") | (false, "1") => format!("project.{p}"),
-        (true, "3") | (false, "2") => format!("project_bn.{p}"),
-        _ => return None,
-    };
-    Some(format!("blocks.{}.{name}", i - 1))
-}
-
-fn classifier_name(rest: &str, backbone: &BackboneConfig) -> Option<String> {
-    match (backbone, rest) {
-        (BackboneConfig::DenseNet(_), "weight" | "bias") => Some(format!("head.fc.{rest}")),
-        (BackboneConfig::MobileNetV2(_), _) if rest.starts_with("1.") => {
-            Some(format!("head.fc.{}", &rest[2..]))
-        }
-        _ => {
-            let (layer, p) = rest.split_once('.')?;
-            if let Some(i) = layer
-                .strip_prefix("bn")
-                .and_then(|s| s.parse::<usize>().ok())
-            {
-                Some(format!("head.blocks.{i}.bn.{p}"))
-            } else {
-                let i = index_minus_one(layer, "fc")?;
-                Some(format!("head.blocks.{i}.fc.{p}"))
-            }
-        }
-    }
 }
 
 /// What to do with the file's classifier.
@@ -543,8 +544,9 @@ pub fn load_state_dict(
         list("unexpected in the file", &unexpected);
         list("shape mismatches", &errors);
         details.push_str(
-            "  Check --arch (or use --arch auto), and that the file is a torchvision \
-             DenseNet/MobileNetV2 state dict.",
+            "  Check --arch (or use --arch auto), and that the file is a torchvision state \
+             dict of one of petal's families (DenseNet, MobileNetV2, ResNet/ResNeXt/Wide \
+             ResNet, EfficientNet/V2, ConvNeXt, MobileNetV3).",
         );
         return Err(CoreError::Mismatch {
             path: sd.path.clone(),
@@ -563,23 +565,26 @@ pub fn load_state_dict(
 }
 
 /// The torchvision name of petal's module path `key` (the inverse of the import map, with
-/// BatchNorm's `gamma`/`beta` named `weight`/`bias` again): what a mismatch report shows, so
-/// that it speaks the file's language. Paths outside the known layout are returned as is.
+/// BatchNorm's and LayerNorm's `gamma`/`beta` named `weight`/`bias` again, and Burn's enum
+/// variant names left out): what a mismatch report shows, so that it speaks the file's
+/// language. Paths outside the known layout are returned as is.
 pub fn torchvision_key(key: &str, backbone: &BackboneConfig) -> String {
-    let (path, param) = key.rsplit_once('.').unwrap_or(("", key));
+    let plain: Vec<&str> = key
+        .split('.')
+        .filter(|p| !p.starts_with(|c: char| c.is_ascii_uppercase()))
+        .collect();
+    let plain = plain.join(".");
+    let (path, param) = plain.rsplit_once('.').unwrap_or(("", &plain));
     let param = match param {
         "gamma" => "weight",
         "beta" => "bias",
         p => p,
     };
+    let family = backbone.family();
     let mapped = if let Some(rest) = path.strip_prefix("backbone.") {
-        match backbone {
-            BackboneConfig::DenseNet(_) => densenet_torchvision(rest),
-            BackboneConfig::MobileNetV2(cfg) => mobilenet_torchvision(rest, cfg),
-        }
-        .map(|p| format!("features.{p}"))
+        family.export_key(rest)
     } else if let Some(rest) = path.strip_prefix("head.") {
-        head_torchvision(rest, backbone)
+        head_torchvision(rest, family.torchvision_head_keys())
     } else {
         None
     };
@@ -589,67 +594,14 @@ pub fn torchvision_key(key: &str, backbone: &BackboneConfig) -> String {
     }
 }
 
-fn densenet_torchvision(path: &str) -> Option<String> {
+fn head_torchvision(path: &str, tv_keys: &[(&str, &str)]) -> Option<String> {
+    if let Some((_, tv)) = tv_keys.iter().find(|(p, _)| *p == path) {
+        return Some(tv.to_string());
+    }
     let parts: Vec<&str> = path.split('.').collect();
     Some(match parts[..] {
-        ["conv0" | "norm0" | "norm5"] => path.to_string(),
-        ["blocks", b, "layers", l, ref rest @ ..] => format!(
-            "denseblock{}.denselayer{}.{}",
-            b.parse::<usize>().ok()? + 1,
-            l.parse::<usize>().ok()? + 1,
-            rest.join(".")
-        ),
-        ["transitions", t, ref rest @ ..] => {
-            format!(
-                "transition{}.{}",
-                t.parse::<usize>().ok()? + 1,
-                rest.join(".")
-            )
-        }
-        _ => return None,
-    })
-}
-
-fn mobilenet_torchvision(path: &str, cfg: &MobileNetV2Config) -> Option<String> {
-    let blocks = cfg.blocks();
-    let conv_bn = |i: usize, part: &str| -> Option<String> {
-        Some(format!(
-            "{i}.{}",
-            match part {
-                "conv" => 0,
-                "bn" => 1,
-                _ => return None,
-            }
-        ))
-    };
-    let parts: Vec<&str> = path.split('.').collect();
-    match parts[..] {
-        ["stem", part] => conv_bn(0, part),
-        ["last", part] => conv_bn(blocks.len() + 1, part),
-        ["blocks", i, ref rest @ ..] => {
-            let i: usize = i.parse().ok()?;
-            let expand = blocks.get(i)?.expand_ratio != 1;
-            let o = usize::from(expand);
-            let tail = match rest {
-                ["expand", part] if expand => conv_bn(0, part)?,
-                ["depthwise", part] => conv_bn(o, part)?,
-                ["project"] => format!("{}", 1 + o),
-                ["project_bn"] => format!("{}", 2 + o),
-                _ => return None,
-            };
-            Some(format!("{}.conv.{tail}", i + 1))
-        }
-        _ => None,
-    }
-}
-
-fn head_torchvision(path: &str, backbone: &BackboneConfig) -> Option<String> {
-    let parts: Vec<&str> = path.split('.').collect();
-    Some(match (&parts[..], backbone) {
-        (["fc"], BackboneConfig::DenseNet(_)) => "classifier".into(),
-        (["fc"], BackboneConfig::MobileNetV2(_)) => "classifier.1".into(),
-        (["blocks", i, "bn"], _) => format!("classifier.bn{i}"),
-        (["blocks", i, "fc"], _) => format!("classifier.fc{}", i.parse::<usize>().ok()? + 1),
+        ["blocks", i, "bn"] => format!("classifier.bn{i}"),
+        ["blocks", i, "fc"] => format!("classifier.fc{}", i.parse::<usize>().ok()? + 1),
         _ => return None,
     })
 }
@@ -672,11 +624,7 @@ pub fn load_classifier(
     let backbone = sd.backbone_for(arch)?;
     let Some((head, classes)) = sd
         .infer_head(&backbone)
-        .map_err(|reason| CoreError::Infer {
-            path: sd.path.clone(),
-            reason,
-            known: ARCH_NAMES.join(", "),
-        })?
+        .map_err(|reason| sd.infer_error(reason))?
     else {
         return Err(CoreError::Mismatch {
             path: sd.path.clone(),
@@ -747,32 +695,22 @@ mod tests {
     }
 
     #[test]
-    fn torchvision_names_map_onto_the_module_tree() {
+    fn head_paths_map_back_to_torchvision() {
+        let d = BackboneConfig::from_name("densenet121").unwrap();
         assert_eq!(
-            densenet_name("denseblock2.denselayer4.conv2.weight").as_deref(),
-            Some("blocks.1.layers.3.conv2.weight")
+            torchvision_key("head.blocks.0.bn.gamma", &d),
+            "classifier.bn0.weight"
         );
         assert_eq!(
-            densenet_name("transition3.norm.running_mean").as_deref(),
-            Some("transitions.2.norm.running_mean")
+            torchvision_key("head.blocks.1.fc.bias", &d),
+            "classifier.fc2.bias"
         );
-        let d = BackboneConfig::DenseNet(DenseNetConfig::densenet121());
+        assert_eq!(torchvision_key("head.fc.weight", &d), "classifier.weight");
+        let m = BackboneConfig::from_name("mobilenet_v2").unwrap();
+        assert_eq!(torchvision_key("head.fc.bias", &m), "classifier.1.bias");
         assert_eq!(
-            classifier_name("bn0.weight", &d).as_deref(),
-            Some("head.blocks.0.bn.weight")
-        );
-        assert_eq!(
-            classifier_name("fc2.bias", &d).as_deref(),
-            Some("head.blocks.1.fc.bias")
-        );
-        assert_eq!(
-            classifier_name("weight", &d).as_deref(),
-            Some("head.fc.weight")
-        );
-        let m = BackboneConfig::MobileNetV2(MobileNetV2Config::new());
-        assert_eq!(
-            classifier_name("1.bias", &m).as_deref(),
-            Some("head.fc.bias")
+            torchvision_key("backbone.MobileNetV2.stem.bn.gamma", &m),
+            "features.0.1.weight"
         );
     }
 }

@@ -5,7 +5,7 @@ use crate::error::TrainError;
 use petal_core::device::DeviceChoice;
 use petal_core::head::PoolOrder;
 use petal_core::weights::StateDict;
-use petal_core::{ARCH_NAMES, BackboneConfig, HeadConfig};
+use petal_core::{BackboneConfig, HeadConfig, arch_names};
 use petal_data::augment::AugmentConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -115,7 +115,8 @@ pub struct FineTuneConfig {
     pub threads: Option<usize>,
 
     // ---- model ----
-    /// Backbone preset (`densenet121/161/169/201`, `mobilenet_v2`), or `auto` (default):
+    /// Backbone preset (any of [`petal_core::arch_names`]: `densenet121`, `resnet50`,
+    /// `efficientnet_b0`, `convnext_tiny`, `mobilenet_v3_large`, …), or `auto` (default):
     /// the architecture of `weights`, or [`DEFAULT_ARCH`] without weights. An explicit name
     /// that contradicts `weights` is an error naming both.
     pub arch: String,
@@ -491,7 +492,7 @@ impl FineTuneConfig {
             "arch",
             "arch",
             self.arch.clone(),
-            format!("auto or one of {}", ARCH_NAMES.join(", ")),
+            format!("auto or one of {}", arch_names().join(", ")),
         );
         v.finish()?;
         // The smallest crop the backbone can take: its feature map must keep ≥ 1 pixel.

@@ -12,7 +12,8 @@ use std::time::Instant;
 /// Arguments of `petal bench train-step`.
 #[derive(Args, Debug)]
 pub struct TrainStepArgs {
-    /// Architecture: densenet121, densenet161, densenet169, densenet201, mobilenet_v2.
+    /// Architecture: any torchvision preset petal builds (densenet121, resnet50,
+    /// efficientnet_b0, convnext_tiny, mobilenet_v3_large, …: see `petal train --help`).
     #[arg(long, default_value = "densenet121")]
     arch: String,
     /// Images per step.
