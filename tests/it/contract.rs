@@ -322,3 +322,57 @@ fn stochastic_depth_drops_whole_samples_in_training_only_and_is_seeded() {
     let plain = Tensor::<4>::ones([4, 2, 3, 3], &flex());
     assert_eq!(values(sd.forward(plain)), vec![1.0; 72]);
 }
+
+#[test]
+fn unbuildable_configurations_are_refused_naming_the_field() {
+    let st = StageSpec {
+        fused: false,
+        expand_ratio: 4,
+        kernel: 3,
+        stride: 3,
+        c_in: 8,
+        c_out: 8,
+        layers: 1,
+    };
+    for (backbone, field) in [
+        (
+            BackboneConfig::DenseNet(DenseNetConfig::new(4, vec![], 8)),
+            "block_config",
+        ),
+        (
+            BackboneConfig::ResNet(ResNetConfig::new(BlockKind::Basic, vec![1, 1])),
+            "2 stages",
+        ),
+        (
+            BackboneConfig::ResNet(
+                ResNetConfig::new(BlockKind::Basic, vec![2, 2, 2, 2]).with_groups(32),
+            ),
+            "basic blocks only support groups = 1",
+        ),
+        (
+            BackboneConfig::EfficientNet(EfficientNetConfig::new(vec![st], 32)),
+            "stride must be 1 or 2, got 3",
+        ),
+        (
+            BackboneConfig::ConvNeXt(
+                ConvNeXtConfig::new(vec![8, 16], vec![1, 1]).with_stochastic_depth_prob(1.5),
+            ),
+            "stochastic_depth_prob must be in [0, 1), got 1.5",
+        ),
+        (
+            BackboneConfig::MobileNetV3(MobileNetV3Config::small().with_width_mult(0.0)),
+            "width_mult must be in (0, 16], got 0",
+        ),
+        (
+            BackboneConfig::MobileNetV2(MobileNetV2Config::new().with_width_mult(f64::NAN)),
+            "width_mult",
+        ),
+    ] {
+        let err = backbone.check().expect_err(field).to_string();
+        assert!(err.contains(field), "{err}");
+        assert!(err.contains("cannot be built"), "{err}");
+    }
+    for (name, backbone) in petal::models::backbone::presets() {
+        backbone.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

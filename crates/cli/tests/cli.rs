@@ -708,6 +708,44 @@ fn out_of_range_settings_are_refused_before_any_device_work() {
 }
 
 #[test]
+fn an_unbuildable_custom_backbone_is_refused_naming_the_setting() {
+    let d = tmpdir("bad-backbone");
+    let cfg = d.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+device = "cpu"
+[backbone]
+arch = "resnet"
+block = "basic"
+layers = [1, 1]
+groups = 1
+width_per_group = 64
+stem_width = 8
+widths = [8]
+"#,
+    )
+    .unwrap();
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let out = petal(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("1 stage widths [8] for 2 stages [1, 1]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!run.exists());
+}
+
+#[test]
 fn non_finite_weights_are_refused_by_predict_and_train() {
     let nan = fixture("densenet_tiny_nan.pth");
     let out = petal(&[

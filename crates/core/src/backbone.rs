@@ -28,6 +28,11 @@ pub trait Family: std::fmt::Debug {
     /// (`resnet(bottleneck, layers=[1, 1, 2, 1], …)`).
     fn describe(&self) -> String;
 
+    /// Whether the network can be built: every size, rate and probability in range (the
+    /// message names the field and its value). `init` panics where this fails; the trainer
+    /// and weight import call it first.
+    fn check(&self) -> Result<(), String>;
+
     /// Channels of the feature map `forward_features` returns.
     fn num_features(&self) -> usize;
 
@@ -259,6 +264,16 @@ impl BackboneConfig {
     /// Channels of the backbone's feature map.
     pub fn num_features(&self) -> usize {
         self.family().num_features()
+    }
+
+    /// Refuses a configuration that cannot be built (see [`Family::check`]).
+    pub fn check(&self) -> Result<(), CoreError> {
+        self.family()
+            .check()
+            .map_err(|reason| CoreError::BadBackbone {
+                arch: self.family().describe(),
+                reason,
+            })
     }
 
     /// By how much the backbone downsamples: the smallest input it takes.

@@ -16,7 +16,9 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
-use crate::layers::{ConvInit, ConvSpec, LayerNorm2d, StochasticDepth};
+use crate::layers::{
+    ConvInit, ConvSpec, LayerNorm2d, MAX_WIDTH, StochasticDepth, check_prob, check_sizes,
+};
 use crate::weights::StateDict;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -66,16 +68,12 @@ impl ConvNeXtConfig {
     /// biases, LayerNorm 1 / 0, layer scale `layer_scale`).
     ///
     /// # Panics
-    /// If `dims` and `depths` differ in length, are empty or hold a zero.
+    /// If [`Family::check`] fails (`dims` and `depths` differ in length, are empty or hold a
+    /// zero, …).
     pub fn init(&self, device: &Device) -> ConvNeXt {
-        assert!(
-            !self.dims.is_empty()
-                && self.dims.len() == self.depths.len()
-                && self.dims.iter().chain(&self.depths).all(|&n| n > 0),
-            "ConvNeXt needs as many dims ({:?}) as depths ({:?}), all > 0",
-            self.dims,
-            self.depths
-        );
+        if let Err(e) = self.check() {
+            panic!("ConvNeXt: {e}");
+        }
         let total: usize = self.depths.iter().sum();
         let mut id = 0;
         let stages = self
@@ -263,6 +261,27 @@ impl FeatureExtractor for ConvNeXt {
 }
 
 impl Family for ConvNeXtConfig {
+    fn check(&self) -> Result<(), String> {
+        check_sizes("dims", &self.dims, 8, MAX_WIDTH)?;
+        check_sizes("depths", &self.depths, 8, 1024)?;
+        if self.dims.len() != self.depths.len() {
+            return Err(format!(
+                "{} dims {:?} for {} depths {:?}",
+                self.dims.len(),
+                self.dims,
+                self.depths.len(),
+                self.depths
+            ));
+        }
+        if !self.layer_scale.is_finite() {
+            return Err(format!(
+                "layer_scale must be finite, got {}",
+                self.layer_scale
+            ));
+        }
+        check_prob("stochastic_depth_prob", self.stochastic_depth_prob)
+    }
+
     fn describe(&self) -> String {
         format!("convnext(dims={:?}, depths={:?})", self.dims, self.depths)
     }

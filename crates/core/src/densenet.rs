@@ -19,7 +19,7 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
-use crate::layers::{ConvInit, ConvSpec};
+use crate::layers::{ConvInit, ConvSpec, MAX_WIDTH, check_prob, check_sizes};
 use crate::weights::{StateDict, index_minus_one};
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -81,20 +81,11 @@ impl DenseNetConfig {
     /// BatchNorm weight 1 / bias 0).
     ///
     /// # Panics
-    /// If the configuration has no block, a zero growth rate, bn_size or stem width.
+    /// If [`Family::check`] fails (no block, a zero growth rate, bn_size or stem width, …).
     pub fn init(&self, device: &Device) -> DenseNet {
-        assert!(
-            !self.block_config.is_empty() && self.block_config.iter().all(|&n| n > 0),
-            "DenseNet needs at least one block and every block at least one layer, got {:?}",
-            self.block_config
-        );
-        assert!(
-            self.growth_rate > 0 && self.bn_size > 0 && self.num_init_features > 0,
-            "DenseNet growth_rate ({}), bn_size ({}) and num_init_features ({}) must be > 0",
-            self.growth_rate,
-            self.bn_size,
-            self.num_init_features
-        );
+        if let Err(e) = self.check() {
+            panic!("DenseNet: {e}");
+        }
         let (inputs, out) = self.channel_plan();
         let blocks = self
             .block_config
@@ -248,6 +239,17 @@ impl DenseNet {
 }
 
 impl Family for DenseNetConfig {
+    fn check(&self) -> Result<(), String> {
+        check_sizes("block_config", &self.block_config, 8, 1024)?;
+        check_sizes(
+            "growth_rate, bn_size and num_init_features",
+            &[self.growth_rate, self.bn_size, self.num_init_features],
+            3,
+            MAX_WIDTH,
+        )?;
+        check_prob("drop_rate", self.drop_rate)
+    }
+
     fn describe(&self) -> String {
         format!(
             "densenet(k={}, blocks={:?}, init={}, bn_size={})",

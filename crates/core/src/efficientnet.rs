@@ -19,7 +19,8 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::layers::{
-    Activation, BnSpec, ConvNormAct, ConvSpec, SqueezeExcitation, StochasticDepth, make_divisible,
+    Activation, BnSpec, ConvNormAct, ConvSpec, MAX_WIDTH, SqueezeExcitation, StochasticDepth,
+    check_prob, check_sizes, make_divisible,
 };
 use crate::weights::StateDict;
 use burn::module::Module;
@@ -227,20 +228,11 @@ impl EfficientNetConfig {
     /// convolutions with zero biases, BatchNorm weight 1 / bias 0).
     ///
     /// # Panics
-    /// If there is no stage, a stage has no block, or a size is zero.
+    /// If [`Family::check`] fails (no stage, a stage without blocks, a zero size, …).
     pub fn init(&self, device: &Device) -> EfficientNet {
-        assert!(
-            !self.stages.is_empty()
-                && self.stages.iter().all(|s| s.layers > 0
-                    && s.c_in > 0
-                    && s.c_out > 0
-                    && s.kernel > 0
-                    && s.expand_ratio > 0
-                    && (1..=2).contains(&s.stride))
-                && self.last_channel > 0,
-            "EfficientNet: every stage needs blocks, widths, kernel and ratio > 0 and stride 1 or 2: {:?}",
-            self.stages
-        );
+        if let Err(e) = self.check() {
+            panic!("EfficientNet: {e}");
+        }
         let bn = BnSpec {
             eps: self.bn_eps,
             momentum: self.bn_momentum,
@@ -452,6 +444,38 @@ pub(crate) fn conv_bn_export(part: &str) -> Option<&'static str> {
 }
 
 impl Family for EfficientNetConfig {
+    fn check(&self) -> Result<(), String> {
+        if self.stages.is_empty() || self.stages.len() > 16 {
+            return Err(format!("1 to 16 stages, got {}", self.stages.len()));
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            check_sizes(
+                &format!("stage {i} (c_in, c_out, kernel, expand_ratio, layers)"),
+                &[s.c_in, s.c_out, s.kernel, s.expand_ratio, s.layers],
+                5,
+                MAX_WIDTH,
+            )?;
+            if !(1..=2).contains(&s.stride) {
+                return Err(format!(
+                    "stage {i}: stride must be 1 or 2, got {}",
+                    s.stride
+                ));
+            }
+        }
+        check_sizes("last_channel", &[self.last_channel], 1, MAX_WIDTH)?;
+        if !(self.bn_eps.is_finite() && self.bn_eps > 0.0) {
+            return Err(format!("bn_eps must be > 0, got {}", self.bn_eps));
+        }
+        if !(self.bn_momentum.is_finite() && (0.0..=1.0).contains(&self.bn_momentum)) {
+            return Err(format!(
+                "bn_momentum must be in [0, 1], got {}",
+                self.bn_momentum
+            ));
+        }
+        check_prob("stochastic_depth_prob", self.stochastic_depth_prob)?;
+        check_prob("dropout", self.dropout)
+    }
+
     fn describe(&self) -> String {
         let stages: Vec<String> = self
             .stages

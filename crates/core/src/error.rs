@@ -72,6 +72,17 @@ pub enum CoreError {
         /// The architecture the file holds.
         found: String,
     },
+    /// A backbone configuration (a config file's `[backbone]`, or sizes read from a weight
+    /// file) that cannot be built.
+    #[error(
+        "backbone `{arch}` cannot be built: {reason}. Fix the `[backbone]` settings, or use an --arch preset"
+    )]
+    BadBackbone {
+        /// The configuration, described.
+        arch: String,
+        /// What is wrong, with the values.
+        reason: String,
+    },
     /// Device selection failed.
     #[error("{0}")]
     Device(String),

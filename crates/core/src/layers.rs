@@ -26,6 +26,36 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
     new_v as usize
 }
 
+/// `Err` naming `what` unless `p` is a probability in `[0, 1)` (dropout, stochastic depth).
+pub(crate) fn check_prob(what: &str, p: f64) -> Result<(), String> {
+    if p.is_finite() && (0.0..1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(format!("{what} must be in [0, 1), got {p}"))
+    }
+}
+
+/// `Err` naming `what` unless every value of `v` is in `1..=max` and there are 1 to
+/// `max_len` of them.
+pub(crate) fn check_sizes(
+    what: &str,
+    v: &[usize],
+    max_len: usize,
+    max: usize,
+) -> Result<(), String> {
+    if v.is_empty() || v.len() > max_len || v.iter().any(|&n| n == 0 || n > max) {
+        Err(format!(
+            "{what} needs 1 to {max_len} values, each in 1..={max}, got {v:?}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Largest channel count / block count petal accepts in a custom configuration (far above
+/// every published model; keeps sizes from overflowing).
+pub(crate) const MAX_WIDTH: usize = 1 << 16;
+
 /// An element-wise activation (not a module: it has no state).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Activation {

@@ -13,7 +13,7 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
-use crate::layers::{Activation, BnSpec, ConvNormAct, ConvSpec};
+use crate::layers::{Activation, BnSpec, ConvNormAct, ConvSpec, check_sizes};
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -93,12 +93,9 @@ impl MobileNetV2Config {
     /// # Panics
     /// If `width_mult` is not finite and positive or `round_nearest` is zero.
     pub fn init(&self, device: &Device) -> MobileNetV2 {
-        assert!(
-            self.width_mult.is_finite() && self.width_mult > 0.0 && self.round_nearest > 0,
-            "MobileNetV2 width_mult ({}) must be > 0 and round_nearest ({}) > 0",
-            self.width_mult,
-            self.round_nearest
-        );
+        if let Err(e) = self.check() {
+            panic!("MobileNetV2: {e}");
+        }
         let blocks = self
             .blocks()
             .into_iter()
@@ -223,6 +220,16 @@ impl MobileNetV2 {
 }
 
 impl Family for MobileNetV2Config {
+    fn check(&self) -> Result<(), String> {
+        if !(self.width_mult.is_finite() && self.width_mult > 0.0 && self.width_mult <= 16.0) {
+            return Err(format!(
+                "width_mult must be in (0, 16], got {}",
+                self.width_mult
+            ));
+        }
+        check_sizes("round_nearest", &[self.round_nearest], 1, 1024)
+    }
+
     fn describe(&self) -> String {
         format!("mobilenet_v2(width={})", self.width_mult)
     }

@@ -17,7 +17,9 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::efficientnet::{conv_bn_export, conv_bn_import};
-use crate::layers::{Activation, BnSpec, ConvNormAct, ConvSpec, SqueezeExcitation, make_divisible};
+use crate::layers::{
+    Activation, BnSpec, ConvNormAct, ConvSpec, SqueezeExcitation, check_prob, make_divisible,
+};
 use crate::mobilenet_v2::width_candidates;
 use crate::weights::StateDict;
 use burn::module::Module;
@@ -153,13 +155,11 @@ impl MobileNetV3Config {
     /// convolutions with zero biases, BatchNorm 1 / 0).
     ///
     /// # Panics
-    /// If `width_mult` is not finite and positive.
+    /// If [`Family::check`] fails (`width_mult` not in (0, 16], dropout not in [0, 1)).
     pub fn init(&self, device: &Device) -> MobileNetV3 {
-        assert!(
-            self.width_mult.is_finite() && self.width_mult > 0.0,
-            "MobileNetV3 width_mult must be > 0, got {}",
-            self.width_mult
-        );
+        if let Err(e) = self.check() {
+            panic!("MobileNetV3: {e}");
+        }
         let blocks = self.blocks();
         let first = blocks[0].c_in;
         let last_in = blocks.last().map_or(first, |b| b.c_out);
@@ -300,6 +300,16 @@ fn parts(b: &BlockSpec) -> Vec<&'static str> {
 }
 
 impl Family for MobileNetV3Config {
+    fn check(&self) -> Result<(), String> {
+        if !(self.width_mult.is_finite() && self.width_mult > 0.0 && self.width_mult <= 16.0) {
+            return Err(format!(
+                "width_mult must be in (0, 16], got {}",
+                self.width_mult
+            ));
+        }
+        check_prob("dropout", self.dropout)
+    }
+
     fn describe(&self) -> String {
         format!(
             "mobilenet_v3_{}(width={})",

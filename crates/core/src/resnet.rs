@@ -16,7 +16,7 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
-use crate::layers::{BnSpec, ConvSpec};
+use crate::layers::{BnSpec, ConvSpec, MAX_WIDTH, check_sizes};
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -129,26 +129,13 @@ impl ResNetConfig {
     /// convolutions, BatchNorm weight 1 / bias 0).
     ///
     /// # Panics
-    /// If a size is zero, `widths` and `layers` differ in length, or basic blocks are asked
-    /// for with groups ≠ 1 or `width_per_group` ≠ 64 (torchvision refuses those too).
+    /// If [`Family::check`] fails: a size is zero, `widths` and `layers` differ in length, or
+    /// basic blocks are asked for with groups ≠ 1 or `width_per_group` ≠ 64 (torchvision
+    /// refuses those too).
     pub fn init(&self, device: &Device) -> ResNet {
-        assert!(
-            !self.layers.is_empty()
-                && self.layers.len() == self.widths.len()
-                && self.layers.iter().chain(&self.widths).all(|&n| n > 0)
-                && self.stem_width > 0
-                && self.groups > 0
-                && self.width_per_group > 0,
-            "ResNet needs as many stage widths ({:?}) as stages ({:?}), all > 0",
-            self.widths,
-            self.layers
-        );
-        assert!(
-            self.block == BlockKind::Bottleneck || (self.groups == 1 && self.width_per_group == 64),
-            "BasicBlock only supports groups=1 and width_per_group=64, got {} and {}",
-            self.groups,
-            self.width_per_group
-        );
+        if let Err(e) = self.check() {
+            panic!("ResNet: {e}");
+        }
         let bn = |c| BnSpec::TORCH.init(c, device);
         let mut c_in = self.stem_width;
         let stages = self
@@ -331,6 +318,39 @@ impl FeatureExtractor for ResNet {
 }
 
 impl Family for ResNetConfig {
+    fn check(&self) -> Result<(), String> {
+        check_sizes("layers", &self.layers, 8, 1024)?;
+        check_sizes("widths", &self.widths, 8, MAX_WIDTH)?;
+        check_sizes(
+            "groups, width_per_group and stem_width",
+            &[self.groups, self.width_per_group, self.stem_width],
+            3,
+            MAX_WIDTH,
+        )?;
+        if self.layers.len() != self.widths.len() {
+            return Err(format!(
+                "{} stage widths {:?} for {} stages {:?}",
+                self.widths.len(),
+                self.widths,
+                self.layers.len(),
+                self.layers
+            ));
+        }
+        if self.block == BlockKind::Basic && (self.groups != 1 || self.width_per_group != 64) {
+            return Err(format!(
+                "basic blocks only support groups = 1 and width_per_group = 64 (as torchvision), got {} and {}",
+                self.groups, self.width_per_group
+            ));
+        }
+        if self.widths.iter().any(|&p| self.inner_width(p) == 0) {
+            return Err(format!(
+                "width_per_group {} gives a zero-width bottleneck for widths {:?}",
+                self.width_per_group, self.widths
+            ));
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
             "resnet({}, layers={:?}, groups={}, width_per_group={}, stem={}, widths={:?})",

@@ -38,7 +38,8 @@ pub struct StateDict {
 }
 
 impl StateDict {
-    /// Reads a `.pth` / `.pt` file (zip or legacy pickle).
+    /// Reads a `.pth` / `.pt` file (zip or legacy pickle) or a `.safetensors` file, told
+    /// apart by their content.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, CoreError> {
         let path = path.as_ref();
         let shown = path.display().to_string();
@@ -48,46 +49,41 @@ impl StateDict {
                 reason: "no such file".into(),
             });
         }
-        let mut tensors = if is_safetensors(path) {
+        let failed = |e: String| CoreError::Read {
+            path: shown.clone(),
+            reason: e,
+        };
+        let pytorch = |top: Option<&str>| {
+            let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
+            if let Some(k) = top {
+                store = store.with_top_level_key(k);
+            }
+            store
+                .get_all_tensors()
+                .cloned()
+                .map_err(|e| failed(e.to_string()))
+        };
+        let safetensors = is_safetensors(path);
+        let mut tensors = if safetensors {
             SafetensorsStore::from_file(path)
                 .get_all_tensors()
                 .cloned()
-                .map_err(|e| CoreError::Read {
-                    path: shown.clone(),
-                    reason: e.to_string(),
-                })?
+                .map_err(|e| failed(e.to_string()))?
         } else {
-            let read = |top: Option<&str>| -> Result<BTreeMap<String, PackTensor>, CoreError> {
-                let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-                if let Some(k) = top {
-                    store = store.with_top_level_key(k);
-                }
-                store
-                    .get_all_tensors()
-                    .cloned()
-                    .map_err(|e| CoreError::Read {
-                        path: shown.clone(),
-                        reason: e.to_string(),
-                    })
-            };
-            read(None)?
+            pytorch(None)?
         };
-        if !is_safetensors(path) {
-            for top in ["state_dict", "model", "model_state_dict"] {
-                if !tensors.is_empty() && !tensors.keys().all(|k| k.starts_with(&format!("{top}.")))
-                {
-                    break;
-                }
-                let inner = PytorchStore::from_file(path)
-                    .map_indices_contiguous(false)
-                    .with_top_level_key(top)
-                    .get_all_tensors()
-                    .cloned();
-                if let Ok(inner) = inner
-                    && !inner.is_empty()
-                {
-                    tensors = inner;
-                }
+        // A checkpoint wrapping the state dict (`{"state_dict": …}`, `{"model": …}`).
+        for top in ["state_dict", "model", "model_state_dict"] {
+            if safetensors
+                || (!tensors.is_empty()
+                    && !tensors.keys().all(|k| k.starts_with(&format!("{top}."))))
+            {
+                break;
+            }
+            if let Ok(inner) = pytorch(Some(top))
+                && !inner.is_empty()
+            {
+                tensors = inner;
             }
         }
         if tensors.is_empty() {
@@ -216,6 +212,9 @@ impl StateDict {
         let backbone = match infer_backbone(self) {
             Some((family, Ok(b))) => {
                 log::debug!("{}: a {family} backbone, {}", self.path, b.name());
+                b.family()
+                    .check()
+                    .map_err(|r| self.infer_error(format!("a {family} layout, but {r}")))?;
                 b
             }
             Some((family, Err(reason))) => {

@@ -302,6 +302,9 @@ impl FineTuneConfig {
     /// Checks every setting before anything runs; an error names the flag, the config key,
     /// the value and the allowed range.
     pub fn validate(&self) -> Result<(), TrainError> {
+        if let Some(backbone) = &self.backbone {
+            backbone.check()?;
+        }
         let mut v = Ranges::default();
         let aug = &self.augment;
         v.int(
