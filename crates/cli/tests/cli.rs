@@ -911,6 +911,15 @@ fn every_zoo_family_predicts_and_fine_tunes_from_its_file_without_arch() {
         );
         assert!(stdout.contains(model), "{file}: {stdout}");
         assert_eq!(metrics(&run).len(), 2, "{file}");
+        // The run directory reads back: config.json's backbone and best.ckpt give the
+        // best epoch's validation accuracy again.
+        let out = petal(&["eval", "--run", run.to_str().unwrap(), "--json"]);
+        let v = json_ok(&out);
+        let best = metrics(&run)
+            .iter()
+            .map(|m| m["valid_top1"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert_eq!(v["top1"].as_f64(), Some(best), "{file}: {v}");
     }
 }
 
