@@ -234,8 +234,9 @@ FULL = {
 # ConvNeXt (stem / stages.s.blocks.b / gamma of shape [C] / head.norm, head.fc).
 def timm_resnet():
     from timm.models.resnet import BasicBlock as TimmBasic, ResNet as TimmResNet
-    m = TimmResNet(TimmBasic, [1, 1, 1, 1], num_classes=10, stem_width=8, channels=(8, 16, 32, 64))
-    return m, {"timm": "resnet", "layers": [1, 1, 1, 1], "stem_width": 8, "channels": [8, 16, 32, 64]}
+    # (timm's plain stem is 64 channels whatever `stem_width` says: that is for deep stems.)
+    m = TimmResNet(TimmBasic, [1, 1, 1, 1], num_classes=10, channels=(8, 16, 32, 64))
+    return m, {"timm": "resnet", "layers": [1, 1, 1, 1], "stem_width": 64, "channels": [8, 16, 32, 64]}
 
 
 def timm_efficientnet():

@@ -9,6 +9,7 @@ mod augment;
 mod common;
 mod concat_pool;
 mod contract;
+mod export;
 mod folder;
 mod parity;
 mod preprocess;

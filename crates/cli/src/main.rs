@@ -2,6 +2,7 @@
 
 mod augment_preview;
 mod bench;
+mod export;
 mod predict;
 mod train;
 
@@ -34,6 +35,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// A PNG grid of original vs augmented samples, with the drawn parameters printed.
     AugmentPreview(augment_preview::AugmentPreviewArgs),
+    /// Export a trained run's model as a state dict in torchvision's names (safetensors).
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -47,6 +50,7 @@ fn main() {
         Command::LrFind(args) => train::run_lr_find(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::AugmentPreview(args) => augment_preview::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -953,3 +953,93 @@ fn bench_train_step_runs_each_new_family() {
         assert_eq!(v["arch"].as_str(), Some(arch), "{v}");
     }
 }
+
+#[test]
+fn export_writes_a_state_dict_that_predicts_like_the_run() {
+    let d = tmpdir("export");
+    let cfg = tiny_run_config(&d);
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let out = petal(&["train", "--config", &s(&cfg), "--out", &s(&run)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let file = d.join("model.safetensors");
+    let _ = std::fs::remove_file(&file);
+    let out = petal(&["export", "--run", &s(&run), "--out", &s(&file)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("in torchvision's names, 3 classes"));
+
+    // The exported file predicts what the run's best checkpoint predicts (same transform).
+    let photo = fixture("photo.png");
+    let predict = |source: &[&str]| {
+        let mut args = vec!["predict", "--device", "cpu", "--json", "--logits"];
+        args.extend_from_slice(source);
+        args.extend_from_slice(&["--resize", "40", "--crop", "32", photo.to_str().unwrap()]);
+        json_ok(&petal(&args))[0]["logits"].clone()
+    };
+    let from_run = predict(&["--run", &s(&run)]);
+    assert_eq!(from_run.as_array().unwrap().len(), 3);
+    assert_eq!(predict(&["--weights", &s(&file)]), from_run);
+
+    // Never overwritten without --force; a wrong checkpoint name is refused.
+    let before = std::fs::read(&file).unwrap();
+    for args in [
+        vec!["export", "--run", &s(&run), "--out", &s(&file)],
+        vec![
+            "export",
+            "--run",
+            &s(&run),
+            "--checkpoint",
+            "first",
+            "--out",
+            "/tmp/never.safetensors",
+        ],
+    ] {
+        let out = petal(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("--force") || stderr.contains("--checkpoint first"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    assert!(!std::path::Path::new("/tmp/never.safetensors").exists());
+    // --force replaces it; an unwritable place is a clear error.
+    let out = petal(&[
+        "export",
+        "--run",
+        &s(&run),
+        "--checkpoint",
+        "last",
+        "--out",
+        &s(&file),
+        "--force",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = petal(&[
+        "export",
+        "--run",
+        &s(&run),
+        "--out",
+        "/nonexistent/dir/m.safetensors",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cannot write `/nonexistent/dir/m.safetensors`")
+    );
+}

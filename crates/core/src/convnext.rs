@@ -351,6 +351,8 @@ impl Family for ConvNeXtConfig {
             ["stem", "norm", "norm"] => "0.1".to_string(),
             ["downsamples", d, "norm", "norm"] => format!("{}.0", 2 * d.parse::<usize>().ok()? + 2),
             ["downsamples", d, "conv"] => format!("{}.1", 2 * d.parse::<usize>().ok()? + 2),
+            // The block itself holds `layer_scale`.
+            ["stages", s, "blocks", b] => format!("{}.{b}", 2 * s.parse::<usize>().ok()? + 1),
             ["stages", s, "blocks", b, part] => {
                 let i = 2 * s.parse::<usize>().ok()? + 1;
                 let k = match part {

@@ -83,6 +83,12 @@ pub enum CoreError {
         /// What is wrong, with the values.
         reason: String,
     },
+    /// An export could not be written.
+    #[error("export failed: {reason}")]
+    Export {
+        /// What went wrong.
+        reason: String,
+    },
     /// Device selection failed.
     #[error("{0}")]
     Device(String),

@@ -18,6 +18,7 @@ pub mod densenet;
 pub mod device;
 pub mod efficientnet;
 pub mod error;
+pub mod export;
 pub mod head;
 pub mod imagenet;
 pub mod inference;
