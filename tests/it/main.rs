@@ -13,6 +13,7 @@ mod export;
 mod folder;
 mod parity;
 mod preprocess;
+mod tensorboard;
 mod trainer;
 mod weights;
 mod zoo;

@@ -131,6 +131,9 @@ pub struct ConfigArgs {
     /// Early stopping: epochs without a better valid top-1.
     #[arg(long)]
     patience: Option<usize>,
+    /// Also write TensorBoard event files into OUT/tb (`tensorboard --logdir OUT/tb`).
+    #[arg(long)]
+    tensorboard: bool,
     /// Crop size.
     #[arg(long)]
     image_size: Option<usize>,
@@ -265,6 +268,9 @@ impl ConfigArgs {
         }
         if a.patience.is_some() {
             c.patience = a.patience;
+        }
+        if a.tensorboard {
+            c.tensorboard = true;
         }
         if a.resize.is_some() {
             c.resize = a.resize;

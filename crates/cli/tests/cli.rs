@@ -1043,3 +1043,92 @@ fn export_writes_a_state_dict_that_predicts_like_the_run() {
             .contains("cannot write `/nonexistent/dir/m.safetensors`")
     );
 }
+
+#[test]
+fn tensorboard_logs_every_step_and_epoch() {
+    use petal_trainer::tensorboard::{What, read_events};
+    let d = tmpdir("tb");
+    let cfg = tiny_run_config(&d);
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+    let out = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--out",
+        &s(&run),
+        "--tensorboard",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(run.join("tb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("events.out.tfevents.")
+    );
+    let events = read_events(&files[0]).unwrap();
+    assert!(matches!(&events[0].what, Some(What::FileVersion(v)) if v == "brain.Event:2"));
+    let mut points: std::collections::BTreeMap<String, Vec<(i64, f32)>> = Default::default();
+    let mut texts = Vec::new();
+    for e in &events[1..] {
+        let Some(What::Summary(sm)) = &e.what else {
+            panic!("{e:?}")
+        };
+        for v in &sm.value {
+            match v.simple_value {
+                Some(x) => points.entry(v.tag.clone()).or_default().push((e.step, x)),
+                None => texts.push(v.tag.clone()),
+            }
+        }
+    }
+    assert_eq!(texts, ["config"]);
+    // 48 training images, batch 8: 6 steps per epoch, 1 frozen + 2 epochs; one lr tag per
+    // layer group.
+    let metrics = metrics(&run);
+    assert_eq!(metrics.len(), 3);
+    let steps: Vec<i64> = points["train/loss"].iter().map(|p| p.0).collect();
+    assert_eq!(steps, (1..=18).collect::<Vec<_>>());
+    for tag in ["lr/stem+block1", "lr/block2+norm5", "lr/head"] {
+        assert_eq!(points[tag].len(), 18, "{tag}: {points:?}");
+    }
+    // The head's last learning rate is the one metrics.jsonl records.
+    let last_lr = metrics[2]["lrs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert_eq!(points["lr/head"][17].1, last_lr as f32);
+    let top1: Vec<(i64, f32)> = points["valid/top1"].clone();
+    assert_eq!(
+        top1,
+        metrics
+            .iter()
+            .map(|m| (
+                m["step"].as_i64().unwrap(),
+                m["valid_top1"].as_f64().unwrap() as f32
+            ))
+            .collect::<Vec<_>>()
+    );
+    for tag in [
+        "valid/loss",
+        "valid/top5",
+        "train/epoch_loss",
+        "train/top1",
+        "perf/images_per_s",
+    ] {
+        assert_eq!(points[tag].len(), 3, "{tag}");
+    }
+}

@@ -166,6 +166,10 @@ pub struct FineTuneConfig {
     pub min_lr: f64,
     /// Stop after this many epochs without a better validation top-1.
     pub patience: Option<usize>,
+    /// Also write TensorBoard event files under `<out>/tb/`: per-step train loss and each
+    /// group's learning rate, per-epoch validation loss/top-1/top-5, train loss/top-1 and
+    /// images/s, and the configuration as text (`--tensorboard`).
+    pub tensorboard: bool,
 
     // ---- augmentation ----
     /// Training augmentation; its `size` is also the validation center crop, its
@@ -212,6 +216,7 @@ impl Default for FineTuneConfig {
             beta1: 0.9,
             beta2: 0.99,
             eps: 1e-5,
+            tensorboard: false,
             grad_clip: None,
             label_smoothing: 0.0,
             schedule: Schedule::Cosine,

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod optim;
 pub mod plot;
 pub mod schedule;
+pub mod tensorboard;
 pub mod train;
 
 pub use config::{Cache, FineTuneConfig, Precision, Schedule, SyntheticConfig, Unfreeze};

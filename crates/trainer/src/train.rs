@@ -13,6 +13,7 @@ use crate::optim::build_optimizer;
 use crate::optim::{cast_model, clip_grad_norm, initialize_now, model_dtype, set_trainable};
 use crate::plot;
 use crate::schedule::{PhaseCurve, group_factor, phase_scheduler};
+use crate::tensorboard::EventWriter;
 use burn::module::{Module, ParamId};
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
@@ -43,6 +44,8 @@ pub mod files {
     pub const BEST: &str = "best.ckpt";
     /// Training curves.
     pub const CURVES: &str = "curves.png";
+    /// TensorBoard event files (`--tensorboard`).
+    pub const TENSORBOARD: &str = "tb";
 }
 
 /// How a run is driven (not part of the saved configuration).
@@ -406,7 +409,25 @@ struct Run<'a> {
     groups_n: usize,
     /// One parameter of each layer group: reads each group's learning rate off the scheduler.
     probes: Vec<ParamId>,
+    /// The layer groups' names (TensorBoard's `lr/<group>` tags).
+    group_names: Vec<String>,
     data: DataReport,
+    /// `--tensorboard`'s event file.
+    tb: Option<EventWriter>,
+}
+
+/// Scalars into the event file, if any; a write error turns TensorBoard logging off with a
+/// warning (the run goes on: its checkpoints and metrics are what matter).
+fn log_scalars(tb: &mut Option<EventWriter>, step: u64, values: &[(String, f64)]) {
+    if let Some(w) = tb.as_mut()
+        && let Err(e) = w.scalars(step, values)
+    {
+        log::warn!(
+            "{}: {e}; TensorBoard logging stops here",
+            w.path().display()
+        );
+        *tb = None;
+    }
 }
 
 /// What the data set gave the run: exact counts, each skipped file once.
@@ -621,12 +642,34 @@ impl<'a> Run<'a> {
             total_epochs: config.freeze_epochs + config.epochs,
             groups_n: model.layer_groups().len(),
             probes,
+            group_names: model.layer_groups().into_iter().map(|g| g.name).collect(),
             data,
+            tb: Self::open_tensorboard(config, out)?,
             device: device.clone(),
             train_device,
         };
         run.say(format!("device: {device_name}"));
         Ok((run, model))
+    }
+
+    /// `--tensorboard`: a new event file under `<out>/tb/` (a resumed run adds one), the
+    /// configuration as its first text.
+    fn open_tensorboard(
+        config: &FineTuneConfig,
+        out: &Path,
+    ) -> Result<Option<EventWriter>, TrainError> {
+        if !config.tensorboard {
+            return Ok(None);
+        }
+        let dir = out.join(files::TENSORBOARD);
+        let mut w = EventWriter::create(&dir).map_err(|e| TrainError::io(&dir, e))?;
+        let text = format!(
+            "```\n{}\n```",
+            toml::to_string_pretty(config).unwrap_or_else(|e| e.to_string())
+        );
+        w.text(0, "config", &text)
+            .map_err(|e| TrainError::io(w.path(), e))?;
+        Ok(Some(w))
     }
 
     fn announce(&self, model: &Classifier) {
@@ -847,6 +890,18 @@ impl<'a> Run<'a> {
             state.global_step += 1;
             state.phase_step += 1;
             state.batch_in_epoch = b + skip + 1;
+            if self.tb.is_some() {
+                let step = state.global_step;
+                let mut values = vec![("train/loss".to_string(), loss_v as f64)];
+                values.extend(
+                    self.group_names
+                        .iter()
+                        .zip(&sums.last_lrs)
+                        .map(|(g, lr)| (format!("lr/{g}"), *lr)),
+                );
+                log_scalars(&mut self.tb, step, &values);
+            }
+            let state = &mut self.state;
             let ips = sums.imgs_this_run as f64 / t_train.elapsed().as_secs_f64();
             bar.tick(
                 b + skip + 1,
@@ -933,6 +988,18 @@ impl<'a> Run<'a> {
             record.images_per_s,
             if improved { " *" } else { "" }
         ));
+        log_scalars(
+            &mut self.tb,
+            record.step,
+            &[
+                ("valid/loss".into(), record.valid_loss),
+                ("valid/top1".into(), record.valid_top1),
+                ("valid/top5".into(), record.valid_top5),
+                ("train/epoch_loss".into(), record.train_loss),
+                ("train/top1".into(), record.train_top1),
+                ("perf/images_per_s".into(), record.images_per_s),
+            ],
+        );
         self.records.push(record);
         self.save(model, st)?;
         if improved {
