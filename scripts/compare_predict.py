@@ -25,9 +25,21 @@ from PIL import Image
 from torchvision import transforms
 
 
+def head_key(arch):
+    """torchvision's last classifier layer of each family."""
+    if arch.startswith(("resnet", "resnext", "wide_resnet")):
+        return "fc.weight"
+    if arch.startswith("convnext"):
+        return "classifier.2.weight"
+    if arch.startswith("mobilenet_v3"):
+        return "classifier.3.weight"
+    if arch.startswith(("mobilenet_v2", "efficientnet")):
+        return "classifier.1.weight"
+    return "classifier.weight"  # densenet
+
+
 def build(arch, state_dict, width_mult):
-    key = "classifier.1.weight" if arch.startswith("mobilenet") else "classifier.weight"
-    classes = state_dict[key].shape[0]
+    classes = state_dict[head_key(arch)].shape[0]
     if arch == "mobilenet_v2":
         model = torchvision.models.mobilenet_v2(weights=None, width_mult=width_mult, num_classes=classes)
     else:
@@ -44,7 +56,9 @@ def build(arch, state_dict, width_mult):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", required=True)
-    p.add_argument("--arch", required=True, help="mobilenet_v2, densenet121, densenet161, densenet169, densenet201")
+    p.add_argument("--arch", required=True,
+                   help="a torchvision preset petal builds: densenet121, mobilenet_v2, resnet50, "
+                        "efficientnet_b0, convnext_tiny, mobilenet_v3_large, ...")
     p.add_argument("--width-mult", type=float, default=1.0, help="MobileNetV2 width (1.0 for the ImageNet file)")
     p.add_argument("--petal", default=None, help="path of the petal binary (default: target/release/petal)")
     p.add_argument("--device", default="cpu", help="petal --device")
