@@ -2,8 +2,9 @@
 """PyTorch side of `petal export`: the exported state dict loads with strict=True into
 torchvision's own model and gives PyTorch's logits.
 
-For every model of tests/fixtures/zoo (scripts/make_zoo_fixtures.py): `petal export --weights
-<fixture>.pth --out <tmp>/<name>.safetensors`, then `safetensors.torch.load_file` →
+For every model of tests/fixtures/zoo (scripts/make_zoo_fixtures.py) and both formats:
+`petal export --weights <fixture>.pth --format safetensors|pth --out <tmp>/<name>.<fmt>`, then
+`safetensors.torch.load_file` (or `torch.load(weights_only=True)`) →
 `model.load_state_dict(sd, strict=True)` into the torchvision model of the same architecture —
 for the `timm_*` fixtures the *torchvision* model of the same network, so timm's spelling
 converted by petal is checked too — and the logits on the fixture's input compared with the
@@ -50,13 +51,13 @@ def main():
     manifest = json.load(open(os.path.join(FIXTURES, "manifest.json")))
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for m in manifest["models"]:
+        for m, fmt in [(m, fmt) for m in manifest["models"] for fmt in ("safetensors", "pth")]:
             name = m["name"]
-            out = os.path.join(tmp, f"{name}.safetensors")
+            out = os.path.join(tmp, f"{name}.{fmt}")
             subprocess.run([PETAL, "export", "--weights", os.path.join(FIXTURES, m["pth"]),
-                            "--out", out], check=True, stdout=subprocess.DEVNULL)
+                            "--format", fmt, "--out", out], check=True, stdout=subprocess.DEVNULL)
             model = TORCHVISION_TWIN[name]() if name in TORCHVISION_TWIN else zoo.TINY[name][1]()[0]
-            sd = load_file(out)
+            sd = load_file(out) if fmt == "safetensors" else torch.load(out, weights_only=True)
             try:
                 model.load_state_dict(sd, strict=True)
             except RuntimeError as e:
@@ -70,7 +71,8 @@ def main():
             err = ((logits - want).abs().max() / want.abs().max()).item()
             status = "ok" if err <= 1e-5 else "FAIL"
             failed += status != "ok"
-            print(f"{name:<22} {len(sd):>4} tensors, strict load ok, max rel logit diff {err:.2e}  {status}")
+            print(f"{name:<22} {fmt:<11} {len(sd):>4} tensors, strict load ok, "
+                  f"max rel logit diff {err:.2e}  {status}")
     sys.exit(1 if failed else 0)
 
 

@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use burn::module::Module;
-use petal::models::export::{torchvision_state_dict, write_safetensors};
+use petal::models::export::{torchvision_state_dict, write_pth, write_safetensors};
 use petal::models::weights::{StateDict, load_classifier};
 use std::collections::{BTreeSet, HashMap};
 
@@ -30,27 +30,32 @@ fn round_trip(original: &std::path::Path) {
     let running_vars = keys.iter().filter(|k| k.ends_with(".running_var")).count();
     assert_eq!(counters.len(), running_vars, "{what}");
 
-    // Written and read back: the same logits, bit for bit.
+    // Written (safetensors, and .pth read by burn-store's PyTorch reader) and read back:
+    // the same logits, bit for bit.
     let dir = std::env::temp_dir().join(format!("petal-export-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(format!(
-        "{}.safetensors",
-        original.file_stem().unwrap().to_string_lossy()
-    ));
-    write_safetensors(&out, &tensors, HashMap::new()).unwrap();
-    let (back, back_config, _) = load_classifier(&out, None, &device).unwrap();
-    assert_eq!(back_config, config, "{what}");
+    let stem = original.file_stem().unwrap().to_string_lossy().to_string();
     let x = burn::tensor::Tensor::<4>::random(
         [2, 3, 64, 64],
         burn::tensor::Distribution::Default,
         &device,
     );
-    assert_eq!(
-        values(back.valid().forward(x.clone())),
-        values(model.valid().forward(x)),
-        "{what}"
-    );
-    std::fs::remove_file(&out).unwrap();
+    let want = values(model.valid().forward(x.clone()));
+    for ext in ["safetensors", "pth"] {
+        let out = dir.join(format!("{stem}.{ext}"));
+        match ext {
+            "pth" => write_pth(&out, &tensors).unwrap(),
+            _ => write_safetensors(&out, &tensors, HashMap::new()).unwrap(),
+        }
+        let (back, back_config, _) = load_classifier(&out, None, &device).unwrap();
+        assert_eq!(back_config, config, "{what} ({ext})");
+        assert_eq!(
+            values(back.valid().forward(x.clone())),
+            want,
+            "{what} ({ext})"
+        );
+        std::fs::remove_file(&out).unwrap();
+    }
 }
 
 #[test]

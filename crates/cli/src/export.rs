@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use petal_core::export::{torchvision_state_dict, write_safetensors};
+use petal_core::export::{torchvision_state_dict, write_pth, write_safetensors};
 use petal_core::weights::load_classifier;
 use petal_trainer::checkpoint::load_checkpoint_model;
 use petal_trainer::eval::read_run;
@@ -15,6 +15,9 @@ pub enum Format {
     /// A safetensors state dict in torchvision's key names (`safetensors.torch.load_file` +
     /// `model.load_state_dict(sd, strict=True)`).
     Safetensors,
+    /// `torch.save`'s zip format (`torch.load(path, weights_only=True)` +
+    /// `model.load_state_dict(sd, strict=True)`).
+    Pth,
 }
 
 /// `petal export` arguments.
@@ -83,6 +86,8 @@ pub fn run(args: ExportArgs) -> Result<i32> {
     }
     match args.format {
         Format::Safetensors => write_safetensors(&args.out, &tensors, metadata)?,
+        // (A .pth has no metadata: the class names stay in the run's classes.json.)
+        Format::Pth => write_pth(&args.out, &tensors)?,
     }
     println!(
         "wrote {} ({} tensors, {} in torchvision's names, {} classes) from {}",

@@ -989,6 +989,24 @@ fn export_writes_a_state_dict_that_predicts_like_the_run() {
     let from_run = predict(&["--run", &s(&run)]);
     assert_eq!(from_run.as_array().unwrap().len(), 3);
     assert_eq!(predict(&["--weights", &s(&file)]), from_run);
+    // The same as torch.save's zip format.
+    let pth = d.join("model.pth");
+    let _ = std::fs::remove_file(&pth);
+    let out = petal(&[
+        "export",
+        "--run",
+        &s(&run),
+        "--format",
+        "pth",
+        "--out",
+        &s(&pth),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(predict(&["--weights", &s(&pth)]), from_run);
 
     // Never overwritten without --force; a wrong checkpoint name is refused.
     let before = std::fs::read(&file).unwrap();
