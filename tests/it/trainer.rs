@@ -214,6 +214,19 @@ fn fine_tune_recipe_on_a_folder() {
     // Loss decreases; the log has all epochs, the files exist.
     let records = read_metrics(&run).unwrap();
     assert_eq!(records.len(), 3);
+    // curves.png's per-step learning rates end each epoch on the value the scheduler used.
+    let bpe = records[0].step as usize;
+    let per_step = petal::trainer::train::head_lr_steps(&config, 3, bpe);
+    assert_eq!(per_step.len(), 3 * bpe);
+    for r in &records {
+        let (x, lr) = per_step[r.epoch * bpe - 1];
+        assert_eq!(x, r.epoch as f64);
+        assert!(
+            (lr - r.lr).abs() <= 1e-9 * r.lr.abs().max(1e-12),
+            "{lr} vs {}",
+            r.lr
+        );
+    }
     assert!(
         records[2].train_loss < records[0].train_loss,
         "train loss {} -> {} ({:?})",

@@ -59,7 +59,8 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// One named line of a panel.
 type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
 
-/// A panel of lines over epochs `0.5 ..= x_max` with a legend.
+/// A panel of lines over epochs `0 ..= x_max` with a legend (epoch `e` ends at `x = e`; the
+/// per-step learning rate starts just after 0).
 fn line_panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     caption: &str,
@@ -74,7 +75,7 @@ fn line_panel(
         .margin(12)
         .x_label_area_size(35)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.5..x_max, lo..hi)
+        .build_cartesian_2d(0.0..x_max, lo..hi)
         .map_err(|x| e(&x))?;
     c.configure_mesh()
         .x_desc("epoch")
@@ -108,8 +109,13 @@ fn line_panel(
     Ok(())
 }
 
-/// `curves.png`: losses, accuracies and the head learning rate per epoch.
-pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
+/// `curves.png`: losses and accuracies per epoch, the head learning rate per step
+/// (`head_lrs`, x in epochs; the epochs' last values when empty).
+pub fn curves(
+    path: &Path,
+    records: &[EpochRecord],
+    head_lrs: &[(f64, f64)],
+) -> Result<(), TrainError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -142,13 +148,23 @@ pub fn curves(path: &Path, records: &[EpochRecord]) -> Result<(), TrainError> {
             ],
             SeriesLabelPosition::LowerRight,
         )?;
-        let (lo, hi) = range(records.iter().map(|r| r.lr));
+        // Per step (warm-up and cosine as they ran), not only the epochs' last values.
+        let (lo, hi) = range(
+            records
+                .iter()
+                .map(|r| r.lr)
+                .chain(head_lrs.iter().map(|p| p.1)),
+        );
+        let mut series = vec![("lr per step", BLACK, head_lrs.to_vec())];
+        if head_lrs.is_empty() {
+            series = vec![("lr (epoch end)", BLACK, line(|r| r.lr))];
+        }
         line_panel(
             &panels[2],
-            "head learning rate (epoch end)",
+            "head learning rate",
             (lo.max(0.0), hi),
             x_max,
-            vec![("lr", BLACK, line(|r| r.lr))],
+            series,
             SeriesLabelPosition::UpperRight,
         )
     })

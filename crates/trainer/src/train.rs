@@ -222,6 +222,27 @@ pub fn head_curve(config: &FineTuneConfig, epoch: usize, bpe: usize) -> PhaseCur
     )
 }
 
+/// The head's learning rate at every step of the first `epochs` epochs, as `(x, lr)` with `x`
+/// in epochs (step `b` of epoch `e` at `e + (b + 1) / bpe`, so an epoch's last step sits at
+/// its number, where `metrics.csv` puts the epoch): `curves.png`'s per-step panel. The same
+/// closed form the scheduler follows ([`PhaseCurve::lr_at`] at the step's index in its phase).
+pub fn head_lr_steps(config: &FineTuneConfig, epochs: usize, bpe: usize) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(epochs * bpe);
+    for e in 0..epochs {
+        let curve = head_curve(config, e, bpe);
+        let first = if e < config.freeze_epochs {
+            0
+        } else {
+            config.freeze_epochs
+        };
+        for b in 0..bpe {
+            let t = (e - first) * bpe + b;
+            out.push((e as f64 + (b + 1) as f64 / bpe as f64, curve.lr_at(t)));
+        }
+    }
+    out
+}
+
 /// Selects the run's device (not autodiff); prints `--device auto`'s notice (CPU
 /// fall-back) on stderr.
 pub fn device_of(config: &FineTuneConfig) -> Result<(Device, String), TrainError> {
@@ -1008,7 +1029,8 @@ impl<'a> Run<'a> {
                 .map_err(|e| TrainError::io(&out.join(files::BEST), e))?;
         }
         write_metrics(out, &self.records)?;
-        if let Err(e) = plot::curves(&out.join(files::CURVES), &self.records) {
+        let head_lrs = head_lr_steps(config, epoch + 1, self.bpe);
+        if let Err(e) = plot::curves(&out.join(files::CURVES), &self.records, &head_lrs) {
             log::warn!("{e}");
         }
         if let (Some(p), Some((best, best_epoch))) = (config.patience, self.state.best_top1)
