@@ -7,8 +7,8 @@
 //! from shared [`layers`]; the seed article's concat-pool head and torchvision's heads
 //! ([`head`]); [`Classifier`] = backbone + head with layer groups for freezing and
 //! discriminative learning rates; torchvision `.pth` / `.safetensors` import with
-//! architecture inference ([`weights`]); compute-device selection ([`device`]) and the
-//! ImageNet class names ([`imagenet`]).
+//! architecture inference ([`weights`]) and export in torchvision's names ([`export`]);
+//! compute-device selection ([`device`]) and the ImageNet class names ([`imagenet`]).
 #![warn(missing_docs)]
 
 pub mod backbone;

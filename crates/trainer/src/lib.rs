@@ -13,8 +13,9 @@
 //! linear warmup + cosine annealing (Burn's schedulers) or one-cycle, label smoothing,
 //! global-norm gradient clipping, training batches through the fused GPU augmentation and
 //! validation through the eval transform. A run directory holds `config.json`,
-//! `classes.json`, `metrics.jsonl` / `metrics.csv`, `curves.png` and atomic `best.ckpt` /
-//! `last.ckpt` checkpoints from which `--resume` continues exactly.
+//! `classes.json`, `metrics.jsonl` / `metrics.csv`, `curves.png` (the learning rate per
+//! step), atomic `best.ckpt` / `last.ckpt` checkpoints from which `--resume` continues
+//! exactly, and with `tensorboard` TensorBoard event files under `tb/` ([`tensorboard`]).
 #![warn(missing_docs)]
 
 pub mod adamw;
