@@ -5,7 +5,7 @@
 //! (timm's `group_matcher`), its torchvision key names in both directions and how to read
 //! its configuration back from a state dict. It implements [`FamilyConfig`] (and so
 //! [`Family`]) for its configuration and [`FeatureExtractor`] for its module. Adding a
-//! family is adding that file and one line to the [`families!`] list below; `Classifier`,
+//! family is adding that file and one line to the `families!` list below; `Classifier`,
 //! weight import, the trainer and the CLI only see [`BackboneConfig`] / [`Backbone`].
 
 use crate::classifier::{HeadConfig, LayerGroup};
