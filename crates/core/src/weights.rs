@@ -153,10 +153,7 @@ impl StateDict {
 
     /// Whether some key starts with `prefix`.
     pub fn has_prefix(&self, prefix: &str) -> bool {
-        self.tensors
-            .range(prefix.to_string()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(prefix))
+        has_prefix(&self.tensors, prefix)
     }
 
     /// How many consecutive indices `start, start + 1, …` have keys under `{prefix}{i}.`
@@ -318,15 +315,18 @@ impl StateDict {
     }
 }
 
+/// Whether some key of `tensors` starts with `prefix` (one ordered-map lookup).
+fn has_prefix(tensors: &BTreeMap<String, PackTensor>, prefix: &str) -> bool {
+    tensors
+        .range(prefix.to_string()..)
+        .next()
+        .is_some_and(|(k, _)| k.starts_with(prefix))
+}
+
 /// Renames timm's spelling of a family (`conv_stem`, `stages.0.blocks.0.conv_dw`, …) to
 /// torchvision's, when the keys are timm's; other dicts are returned as they are.
 fn from_timm(path: &str, tensors: BTreeMap<String, PackTensor>) -> BTreeMap<String, PackTensor> {
-    let has_prefix = |p: &str| {
-        tensors
-            .range(p.to_string()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(p))
-    };
+    let has_prefix = |p: &str| has_prefix(&tensors, p);
     let Some((family, rename)) = timm_spelling(&has_prefix) else {
         return tensors;
     };
