@@ -112,12 +112,7 @@ pub fn run(args: AugmentPreviewArgs) -> Result<i32> {
         config.padding = Padding::Reflect;
     }
     let pipe = Pipeline::train(config.clone(), args.seed);
-    let out = pipe.apply(&batch, args.epoch, &selected.device);
-    let values: Vec<f32> = out
-        .into_data()
-        .try_to_vec_as::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading the batch back: {e:?}"))?;
-
+    let grid = render(&batch, &pipe, args.epoch, &selected.device)?;
     println!(
         "augment-preview on {} (seed {}, epoch {}, {} samples → {}²)",
         selected.description,
@@ -160,7 +155,31 @@ pub fn run(args: AugmentPreviewArgs) -> Result<i32> {
         );
     }
 
-    let s = args.size as u32;
+    let rows = batch.len().div_ceil(PAIRS_PER_ROW.min(batch.len()));
+    grid.save(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!(
+        "wrote {} ({} rows of original | augmented pairs)",
+        args.out.display(),
+        rows
+    );
+    Ok(0)
+}
+
+/// Runs `pipe` on `batch` (the fused augmentation on `device`, epoch `epoch`'s draws) and
+/// lays out (original | augmented) pairs, [`PAIRS_PER_ROW`] per row, de-normalised.
+pub fn render(
+    batch: &PackedBatch,
+    pipe: &Pipeline,
+    epoch: u64,
+    device: &burn::tensor::Device,
+) -> Result<RgbImage> {
+    let out = pipe.apply(batch, epoch, device);
+    let values: Vec<f32> = out
+        .into_data()
+        .try_to_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading the batch back: {e:?}"))?;
+    let s = pipe.size() as u32;
     let n = batch.len();
     let cols = PAIRS_PER_ROW.min(n);
     let rows = n.div_ceil(cols);
@@ -200,12 +219,5 @@ pub fn run(args: AugmentPreviewArgs) -> Result<i32> {
         });
         imageops::overlay(&mut grid, &aug, (x0 + s + GAP) as i64, y0 as i64);
     }
-    grid.save(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    println!(
-        "wrote {} ({} rows of original | augmented pairs)",
-        args.out.display(),
-        rows
-    );
-    Ok(0)
+    Ok(grid)
 }

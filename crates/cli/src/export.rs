@@ -1,8 +1,10 @@
-//! `petal export`: a trained run's model as a PyTorch state dict in torchvision's names.
+//! `petal export`: a trained run's model as ONNX (the whole classifier, for onnxruntime,
+//! TensorRT, OpenVINO, a browser) or as a PyTorch state dict in torchvision's names.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use petal_core::export::{torchvision_state_dict, write_pth, write_safetensors};
+use petal_core::onnx::{classifier_to_onnx, write_onnx};
 use petal_core::weights::load_classifier;
 use petal_trainer::checkpoint::load_checkpoint_model;
 use petal_trainer::eval::read_run;
@@ -12,6 +14,10 @@ use std::path::PathBuf;
 /// Export formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// The whole classifier (backbone and head) as one ONNX file, opset 17, float32: input
+    /// `input` `[batch, 3, S, S]` already normalised with ImageNet's mean/std, outputs
+    /// `logits` and `probabilities`, the class names in the metadata (`petal.classes`).
+    Onnx,
     /// A safetensors state dict in torchvision's key names (`safetensors.torch.load_file` +
     /// `model.load_state_dict(sd, strict=True)`).
     Safetensors,
@@ -39,6 +45,9 @@ pub struct ExportArgs {
     /// Output file.
     #[arg(long)]
     out: PathBuf,
+    /// ONNX only: the input side `S` (default: the run's `--image-size`; 224 for `--weights`).
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Replace `--out` if it exists (otherwise an existing file is never overwritten).
     #[arg(long)]
     force: bool,
@@ -57,21 +66,51 @@ pub fn run(args: ExportArgs) -> Result<i32> {
             args.out.display()
         );
     }
+    if let Some(s) = args.image_size
+        && !(32..=4096).contains(&s)
+    {
+        bail!("--image-size {s}: must be in [32, 4096]");
+    }
     let device = burn::tensor::Device::flex();
-    let (model, config, classes, source) = match (&args.run, &args.weights) {
+    let (model, config, classes, source, run_size) = match (&args.run, &args.weights) {
         (Some(run), _) => {
-            let (_, classes) = read_run(run)?;
+            let (run_config, classes) = read_run(run)?;
             let ckpt = run.join(ckpt_name);
             let (model, config) = load_checkpoint_model(&ckpt, &device)
                 .with_context(|| format!("reading {}", ckpt.display()))?;
-            (model, config, Some(classes.names), ckpt)
+            let size = run_config.augment.size;
+            (model, config, Some(classes.names), ckpt, Some(size))
         }
         (None, Some(weights)) => {
             let (model, config, _) = load_classifier(weights, None, &device)?;
-            (model, config, None, weights.clone())
+            (model, config, None, weights.clone(), None)
         }
         (None, None) => bail!("give --run DIR or --weights FILE"),
     };
+    if args.format == Format::Onnx {
+        let size = args.image_size.or(run_size).unwrap_or(224);
+        let min = config.backbone.family().output_stride();
+        if size < min {
+            bail!(
+                "--image-size {size}: {} needs at least {min}",
+                config.backbone.name()
+            );
+        }
+        let names = classes.unwrap_or_else(|| default_class_names(config.num_classes));
+        let arch = config.backbone.name();
+        let head = serde_json::to_string(&config.head)?;
+        let onnx = classifier_to_onnx(&model, &arch, &names, size, &[("petal.head".into(), head)])?;
+        let nodes = onnx.graph.as_ref().map_or(0, |g| g.node.len());
+        write_onnx(&args.out, &onnx)?;
+        println!(
+            "wrote {} (ONNX opset {}, {nodes} nodes, {arch}, input [batch, 3, {size}, {size}] normalised, {} classes) from {}",
+            args.out.display(),
+            petal_core::onnx::OPSET,
+            config.num_classes,
+            source.display()
+        );
+        return Ok(0);
+    }
     let tensors = torchvision_state_dict(&model, &config.backbone)?;
     let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
@@ -88,6 +127,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         Format::Safetensors => write_safetensors(&args.out, &tensors, metadata)?,
         // (A .pth has no metadata: the class names stay in the run's classes.json.)
         Format::Pth => write_pth(&args.out, &tensors)?,
+        Format::Onnx => {} // written above
     }
     println!(
         "wrote {} ({} tensors, {} in torchvision's names, {} classes) from {}",
@@ -98,4 +138,17 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         source.display()
     );
     Ok(0)
+}
+
+/// Class names for a bare state dict, as `petal predict --weights` names them: ImageNet's
+/// for a 1000-class model, else the indices.
+fn default_class_names(k: usize) -> Vec<String> {
+    if k == 1000 {
+        petal_core::imagenet::imagenet_classes()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    } else {
+        (0..k).map(|i| i.to_string()).collect()
+    }
 }

@@ -4,6 +4,7 @@ mod augment_preview;
 mod bench;
 mod export;
 mod predict;
+mod report;
 mod train;
 
 use anyhow::Result;
@@ -35,8 +36,12 @@ enum Command {
     Bench(bench::BenchCommand),
     /// A PNG grid of original vs augmented samples, with the drawn parameters printed.
     AugmentPreview(augment_preview::AugmentPreviewArgs),
-    /// Export a trained run's model as a state dict in torchvision's names (safetensors).
+    /// Export a trained run's model: ONNX, or a PyTorch state dict in torchvision's names
+    /// (safetensors or .pth).
     Export(export::ExportArgs),
+    /// One self-contained HTML page about a run: config, data, curves, confusion matrix,
+    /// per-class accuracy, worst predictions, augmentation preview.
+    Report(report::ReportArgs),
 }
 
 fn main() {
@@ -50,6 +55,7 @@ fn main() {
         Command::LrFind(args) => train::run_lr_find(args),
         Command::Bench(cmd) => bench::run(cmd),
         Command::AugmentPreview(args) => augment_preview::run(args),
+        Command::Report(args) => report::run(args),
         Command::Export(args) => export::run(args),
     };
     match result {

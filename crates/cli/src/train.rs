@@ -5,8 +5,8 @@ use clap::{Args, ValueEnum};
 use petal_data::augment::Padding;
 use petal_trainer::train::pin_default_device;
 use petal_trainer::{
-    Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Schedule, Split, StopReason,
-    TrainOptions, Unfreeze,
+    Cache, EvalOptions, FineTuneConfig, LrFindOptions, Precision, Sampler, Schedule, Split,
+    StopReason, TrainOptions, Unfreeze,
 };
 use std::path::PathBuf;
 
@@ -131,6 +131,21 @@ pub struct ConfigArgs {
     /// Early stopping: epochs without a better valid top-1.
     #[arg(long)]
     patience: Option<usize>,
+    /// `shuffle` (every image once per epoch) or `balanced` (draws ∝ 1 / class count, with
+    /// replacement).
+    #[arg(long, value_parser = ["shuffle", "balanced"])]
+    sampler: Option<String>,
+    /// Weighted cross-entropy: `auto` (n / (K · n_class)) or a JSON file (a list of K
+    /// weights, or {"class name": weight}).
+    #[arg(long)]
+    class_weights: Option<String>,
+    /// Exponential moving average of the weights with this decay, e.g. 0.999 (0 = off):
+    /// validated, kept as best.ckpt and used by eval/predict/export.
+    #[arg(long)]
+    ema: Option<f64>,
+    /// Warm the EMA decay up over the first steps, as timm's ModelEmaV3 (true/false).
+    #[arg(long)]
+    ema_warmup: Option<bool>,
     /// Also write TensorBoard event files into OUT/tb (`tensorboard --logdir OUT/tb`).
     #[arg(long)]
     tensorboard: bool,
@@ -220,6 +235,8 @@ impl ConfigArgs {
             beta2,
             eps,
             label_smoothing,
+            ema,
+            ema_warmup,
             warmup,
             min_lr,
             seed,
@@ -247,6 +264,16 @@ impl ConfigArgs {
         }
         if let Some(v) = a.synthetic_size {
             c.synthetic.image_size = v;
+        }
+        if let Some(v) = &a.sampler {
+            c.sampler = if v == "balanced" {
+                Sampler::Balanced
+            } else {
+                Sampler::Shuffle
+            };
+        }
+        if a.class_weights.is_some() {
+            c.class_weights = a.class_weights.clone();
         }
         if let Some(v) = &a.cache {
             c.cache = if v == "ram" { Cache::Ram } else { Cache::None };
@@ -439,6 +466,7 @@ pub fn run_eval(args: EvalArgs) -> Result<i32> {
         tta: args.tta,
         device: args.device,
         batch_size: args.batch_size,
+        thumbnails: 0,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -256,7 +256,18 @@ fn train_resume_equals_an_uninterrupted_run() {
     let cfg = tiny_run_config(&d);
     let (a, b) = (d.join("a"), d.join("b"));
     let s = |p: &PathBuf| p.to_str().unwrap().to_string();
-    let out = petal(&["train", "--config", &s(&cfg), "--out", &s(&a)]);
+    // With `--ema`: the average is validated, saved beside the weights and resumed exactly.
+    let out = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--ema",
+        "0.9",
+        "--ema-warmup",
+        "true",
+        "--out",
+        &s(&a),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -270,6 +281,8 @@ fn train_resume_equals_an_uninterrupted_run() {
         "train",
         "--config",
         &s(&cfg),
+        "--ema",
+        "0.9",
         "--out",
         &s(&b),
         "--stop-at-step",
@@ -295,6 +308,10 @@ fn train_resume_equals_an_uninterrupted_run() {
 
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(metrics(&a).len(), 3);
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(recorded["ema"], 0.9);
+    assert_eq!(recorded["ema_warmup"], true);
     // predict --run uses the run's classes and eval transform; --tta works.
     let flower = d.join("flower.png");
     image::RgbImage::from_pixel(40, 30, image::Rgb([220, 40, 60]))
@@ -1149,4 +1166,179 @@ fn tensorboard_logs_every_step_and_epoch() {
     ] {
         assert_eq!(points[tag].len(), 3, "{tag}");
     }
+}
+
+#[test]
+fn report_and_onnx_export_of_a_run() {
+    use base64::Engine;
+    use tract_onnx::prelude::*;
+    let d = tmpdir("report");
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let cfg = tiny_run_config(&d);
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // (Also the smoke run of `--sampler balanced --class-weights auto`.)
+    let out = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--sampler",
+        "balanced",
+        "--class-weights",
+        "auto",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("train class counts:")
+            && stdout.contains("balanced sampling; weighted loss"),
+        "{stdout}"
+    );
+    let bad_run = d.join("bad");
+    let _ = std::fs::remove_dir_all(&bad_run);
+    let bad = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--class-weights",
+        "/no/such.json",
+        "--out",
+        &s(&bad_run),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--class-weights"));
+    assert!(!bad_run.exists(), "a refused run leaves no directory");
+
+    // `petal report`: every section, every picture decodes, the numbers add up.
+    let out = petal(&["report", "--run", &s(&run), "--worst", "5"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for id in [
+        "summary",
+        "config",
+        "data",
+        "curves",
+        "confusion",
+        "per-class",
+        "worst",
+        "augmentation",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "no {id} section"
+        );
+    }
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    let mut pictures = Vec::new();
+    for part in html.split("src=\"data:").skip(1) {
+        let (mime, rest) = part.split_once(";base64,").unwrap();
+        let b64 = &rest[..rest.find('"').unwrap()];
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let img = image::load_from_memory(&bytes).unwrap_or_else(|e| panic!("{mime}: {e}"));
+        pictures.push((mime.to_string(), img.width(), img.height()));
+    }
+    // curves.png, 5 worst-prediction thumbnails, the augmentation grid (8 pairs of 24²).
+    assert_eq!(pictures.len(), 7, "{pictures:?}");
+    assert_eq!(pictures[0].0, "image/png");
+    assert!(
+        pictures[1..6].iter().all(|p| p.1.max(p.2) <= 160),
+        "{pictures:?}"
+    );
+    assert_eq!(pictures[6].1, 4 * (2 * 24 + 6) + 5 * 6);
+    // The confusion matrix holds the 12 validation images; the data table 48 + 12.
+    let cm = &html[html.find("<table class=\"cm\">").unwrap()..];
+    let cm = &cm[..cm.find("</table>").unwrap()];
+    let cells: Vec<u64> = cm
+        .split("</td>")
+        .filter_map(|c| c.rsplit('>').next()?.parse().ok())
+        .collect();
+    assert_eq!(cells.len(), 9);
+    assert_eq!(cells.iter().sum::<u64>(), 12);
+    assert!(html.contains("<th>total</th><th class=\"num\">48</th><th class=\"num\">12</th>"));
+
+    // `petal export --format onnx`: tract runs it with `petal predict --logits`'s numbers.
+    // A uniform image: resize and crop keep its colour, so the normalised input is exact.
+    let onnx = run.join("model.onnx");
+    let out = petal(&[
+        "export",
+        "--run",
+        &s(&run),
+        "--format",
+        "onnx",
+        "--out",
+        &s(&onnx),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = petal(&[
+        "export",
+        "--run",
+        &s(&run),
+        "--format",
+        "onnx",
+        "--out",
+        &s(&onnx),
+    ]);
+    assert!(!again.status.success(), "an existing --out needs --force");
+    let rgb = [220u8, 40, 60];
+    let flower = d.join("flower.png");
+    image::RgbImage::from_pixel(40, 30, image::Rgb(rgb))
+        .save(&flower)
+        .unwrap();
+    let o = petal(&[
+        "predict",
+        "--run",
+        &s(&run),
+        "--json",
+        "--logits",
+        &s(&flower),
+    ]);
+    let v = json_ok(&o);
+    let want: Vec<f32> = v[0]["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let input = tract_ndarray::Array4::from_shape_fn((1, 3, 24, 24), |(_, c, _, _)| {
+        (rgb[c] as f32 / 255.0 - mean[c]) / std[c]
+    });
+    let model = tract_onnx::onnx()
+        .model_for_path(&onnx)
+        .unwrap()
+        .with_input_fact(0, f32::fact([1, 3, 24, 24]).into())
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let got = model.run(tvec!(Tensor::from(input).into())).unwrap();
+    let got: Vec<f32> = got[0]
+        .to_plain_array_view::<f32>()
+        .unwrap()
+        .iter()
+        .copied()
+        .collect();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err <= 1e-4 * scale, "ONNX {got:?} vs predict {want:?}");
 }

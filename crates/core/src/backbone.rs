@@ -15,6 +15,7 @@ use crate::efficientnet::{EfficientNet, EfficientNetConfig};
 use crate::error::CoreError;
 use crate::mobilenet_v2::{MobileNetV2, MobileNetV2Config};
 use crate::mobilenet_v3::{MobileNetV3, MobileNetV3Config};
+use crate::onnx::OnnxGraph;
 use crate::resnet::{ResNet, ResNetConfig};
 use crate::weights::StateDict;
 use burn::module::{Module, ParamGroup};
@@ -126,6 +127,10 @@ pub trait FeatureExtractor {
     /// Layer groups, input side first (the units of freezing and discriminative learning
     /// rates; the head is added by `Classifier`).
     fn layer_groups(&self) -> Vec<LayerGroup>;
+
+    /// Appends [`forward_features`](Self::forward_features) in inference mode to an ONNX
+    /// graph, reading the value `x`; returns the feature map's name.
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError>;
 }
 
 /// The parameter ids of `m` (and its module flags): a layer group's content.

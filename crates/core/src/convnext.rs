@@ -16,9 +16,12 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
+use crate::error::CoreError;
 use crate::layers::{
-    ConvInit, ConvSpec, LayerNorm2d, MAX_WIDTH, StochasticDepth, check_prob, check_sizes,
+    Activation, ConvInit, ConvSpec, LayerNorm2d, MAX_WIDTH, StochasticDepth, check_prob,
+    check_sizes,
 };
+use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
@@ -219,6 +222,32 @@ pub struct ConvNeXt {
 }
 
 impl FeatureExtractor for ConvNeXt {
+    /// `forward_features` as ONNX nodes (stochastic depth is the identity in inference).
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let h = g.conv(&self.stem.conv, x)?;
+        let mut x = g.layer_norm_2d(&self.stem.norm, EPS, &h)?;
+        for (i, stage) in self.stages.iter().enumerate() {
+            if i > 0 {
+                let d = &self.downsamples[i - 1];
+                let h = g.layer_norm_2d(&d.norm, EPS, &x)?;
+                x = g.conv(&d.conv, &h)?;
+            }
+            for block in &stage.blocks {
+                let h = g.conv(&block.dwconv, &x)?;
+                let h = g.transpose(&h, &[0, 2, 3, 1]);
+                let h = g.layer_norm(&block.norm, EPS, &h)?;
+                let h = g.linear(&block.pwconv1, &h)?;
+                let h = g.act(Activation::Gelu, &h);
+                let h = g.linear(&block.pwconv2, &h)?;
+                let h = g.transpose(&h, &[0, 3, 1, 2]);
+                let scale = g.tensor("layer_scale", &block.layer_scale.val())?;
+                let h = g.mul(&h, &scale);
+                x = g.add(&h, &x);
+            }
+        }
+        Ok(x)
+    }
+
     fn num_features(&self) -> usize {
         self.stages
             .last()

@@ -19,7 +19,9 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
+use crate::error::CoreError;
 use crate::layers::{ConvInit, ConvSpec, MAX_WIDTH, check_prob, check_sizes};
+use crate::onnx::OnnxGraph;
 use crate::weights::{StateDict, index_minus_one};
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -363,6 +365,35 @@ impl FamilyConfig for DenseNetConfig {
 }
 
 impl FeatureExtractor for DenseNet {
+    /// `forward_features` as ONNX nodes (Dropout is the identity in inference).
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let h = g.conv(&self.conv0, x)?;
+        let h = g.batch_norm(&self.norm0, &h)?;
+        let h = g.relu(&h);
+        let mut x = g.max_pool(&self.pool0, &h)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut features = vec![x];
+            for layer in &block.layers {
+                let input = g.concat(&features, 1);
+                let h = g.batch_norm(&layer.norm1, &input)?;
+                let h = g.relu(&h);
+                let h = g.conv(&layer.conv1, &h)?;
+                let h = g.batch_norm(&layer.norm2, &h)?;
+                let h = g.relu(&h);
+                features.push(g.conv(&layer.conv2, &h)?);
+            }
+            x = g.concat(&features, 1);
+            if let Some(t) = self.transitions.get(i) {
+                let h = g.batch_norm(&t.norm, &x)?;
+                let h = g.relu(&h);
+                let h = g.conv(&t.conv, &h)?;
+                x = g.avg_pool(&t.pool, &h)?;
+            }
+        }
+        let h = g.batch_norm(&self.norm5, &x)?;
+        Ok(g.relu(&h))
+    }
+
     fn num_features(&self) -> usize {
         DenseNet::num_features(self)
     }

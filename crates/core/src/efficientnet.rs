@@ -18,10 +18,12 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
+use crate::error::CoreError;
 use crate::layers::{
     Activation, BnSpec, ConvNormAct, ConvSpec, MAX_WIDTH, SqueezeExcitation, StochasticDepth,
     check_prob, check_sizes, make_divisible,
 };
+use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::prelude::*;
@@ -396,6 +398,26 @@ pub struct EfficientNet {
 }
 
 impl FeatureExtractor for EfficientNet {
+    /// `forward_features` as ONNX nodes (stochastic depth is the identity in inference).
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let mut x = g.conv_norm_act(&self.stem, x)?;
+        for block in self.stages.iter().flat_map(|s| &s.blocks) {
+            let mut h = x.clone();
+            if let Some(e) = &block.expand {
+                h = g.conv_norm_act(e, &h)?;
+            }
+            if let Some(d) = &block.depthwise {
+                h = g.conv_norm_act(d, &h)?;
+            }
+            if let Some(se) = &block.se {
+                h = g.squeeze_excitation(se, &h)?;
+            }
+            let h = g.conv_norm_act(&block.project, &h)?;
+            x = if block.residual { g.add(&h, &x) } else { h };
+        }
+        g.conv_norm_act(&self.last, &x)
+    }
+
     fn num_features(&self) -> usize {
         self.last.c_out()
     }

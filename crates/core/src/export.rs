@@ -110,7 +110,7 @@ pub fn write_safetensors(
 
 /// Writes `bytes` to a temporary file next to `path`, then renames it into place: `path` is
 /// never left half-written.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CoreError> {
     let io = |e: std::io::Error| CoreError::Export {
         reason: format!("cannot write `{}`: {e}", path.display()),
     };

@@ -142,6 +142,9 @@ impl ConcatPoolHead {
     }
 }
 
+/// The `eps` of [`LinearHead`]'s LayerNorm (torchvision's ConvNeXt classifier).
+pub const LINEAR_HEAD_LN_EPS: f64 = 1e-6;
+
 /// [`LinearHead`] configuration.
 #[derive(Config, Debug, PartialEq)]
 pub struct LinearHeadConfig {
@@ -176,7 +179,7 @@ impl LinearHeadConfig {
         LinearHead {
             norm: self.layer_norm.then(|| {
                 LayerNormConfig::new(self.num_features)
-                    .with_epsilon(1e-6)
+                    .with_epsilon(LINEAR_HEAD_LN_EPS)
                     .init(device)
             }),
             hidden: self.hidden.map(|h| linear(self.num_features, h)),

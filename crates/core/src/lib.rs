@@ -7,7 +7,7 @@
 //! from shared [`layers`]; the seed article's concat-pool head and torchvision's heads
 //! ([`head`]); [`Classifier`] = backbone + head with layer groups for freezing and
 //! discriminative learning rates; torchvision `.pth` / `.safetensors` import with
-//! architecture inference ([`weights`]) and export in torchvision's names ([`export`]);
+//! architecture inference ([`weights`]) and export in torchvision's names ([`export`]) and as ONNX ([`onnx`]);
 //! compute-device selection ([`device`]) and the ImageNet class names ([`imagenet`]).
 #![warn(missing_docs)]
 
@@ -25,6 +25,7 @@ pub mod inference;
 pub mod layers;
 pub mod mobilenet_v2;
 pub mod mobilenet_v3;
+pub mod onnx;
 pub mod resnet;
 pub mod weights;
 

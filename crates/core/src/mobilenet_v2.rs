@@ -13,7 +13,9 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
+use crate::error::CoreError;
 use crate::layers::{Activation, BnSpec, ConvNormAct, ConvSpec, check_sizes};
+use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -377,6 +379,26 @@ pub(crate) fn width_candidates() -> Vec<f64> {
 }
 
 impl FeatureExtractor for MobileNetV2 {
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let mut x = g.conv_norm_act(&self.stem, x)?;
+        for b in &self.blocks {
+            let h = match &b.expand {
+                Some(e) => g.conv_norm_act(e, &x)?,
+                None => x.clone(),
+            };
+            let h = g.conv_norm_act(&b.depthwise, &h)?;
+            let h = g.conv(&b.project, &h)?;
+            let out = g.batch_norm(&b.project_bn, &h)?;
+            let spec = b.spec();
+            x = if spec.stride == 1 && spec.c_in == spec.c_out {
+                g.add(&x, &out)
+            } else {
+                out
+            };
+        }
+        g.conv_norm_act(&self.last, &x)
+    }
+
     fn num_features(&self) -> usize {
         MobileNetV2::num_features(self)
     }

@@ -17,10 +17,12 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::efficientnet::{conv_bn_export, conv_bn_import};
+use crate::error::CoreError;
 use crate::layers::{
     Activation, BnSpec, ConvNormAct, ConvSpec, SqueezeExcitation, check_prob, make_divisible,
 };
 use crate::mobilenet_v2::width_candidates;
+use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::prelude::*;
@@ -258,6 +260,23 @@ pub struct MobileNetV3 {
 }
 
 impl FeatureExtractor for MobileNetV3 {
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let mut x = g.conv_norm_act(&self.stem, x)?;
+        for b in &self.blocks {
+            let mut h = x.clone();
+            if let Some(e) = &b.expand {
+                h = g.conv_norm_act(e, &h)?;
+            }
+            h = g.conv_norm_act(&b.depthwise, &h)?;
+            if let Some(se) = &b.se {
+                h = g.squeeze_excitation(se, &h)?;
+            }
+            let h = g.conv_norm_act(&b.project, &h)?;
+            x = if b.residual { g.add(&h, &x) } else { h };
+        }
+        g.conv_norm_act(&self.last, &x)
+    }
+
     fn num_features(&self) -> usize {
         self.last.c_out()
     }

@@ -16,7 +16,9 @@
 
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
+use crate::error::CoreError;
 use crate::layers::{BnSpec, ConvSpec, MAX_WIDTH, check_sizes};
+use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
@@ -271,6 +273,35 @@ pub struct ResNet {
 }
 
 impl FeatureExtractor for ResNet {
+    fn to_onnx(&self, g: &mut OnnxGraph, x: &str) -> Result<String, CoreError> {
+        let h = g.conv(&self.conv1, x)?;
+        let h = g.batch_norm(&self.bn1, &h)?;
+        let h = g.relu(&h);
+        let mut x = g.max_pool(&self.maxpool, &h)?;
+        for block in self.stages.iter().flat_map(|s| &s.blocks) {
+            let h = g.conv(&block.conv1, &x)?;
+            let h = g.batch_norm(&block.bn1, &h)?;
+            let h = g.relu(&h);
+            let h = g.conv(&block.conv2, &h)?;
+            let mut out = g.batch_norm(&block.bn2, &h)?;
+            if let (Some(conv3), Some(bn3)) = (&block.conv3, &block.bn3) {
+                let h = g.relu(&out);
+                let h = g.conv(conv3, &h)?;
+                out = g.batch_norm(bn3, &h)?;
+            }
+            let identity = match &block.downsample {
+                Some(d) => {
+                    let h = g.conv(&d.conv, &x)?;
+                    g.batch_norm(&d.bn, &h)?
+                }
+                None => x.clone(),
+            };
+            let sum = g.add(&out, &identity);
+            x = g.relu(&sum);
+        }
+        Ok(x)
+    }
+
     fn num_features(&self) -> usize {
         let last = self.stages.last().and_then(|s| s.blocks.last());
         last.map_or(0, |b| {

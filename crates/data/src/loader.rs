@@ -12,6 +12,8 @@ use crate::synthetic::SyntheticFlowers;
 use crate::transform::resize_shorter_side;
 use image::RgbImage;
 use rand::SeedableRng;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -55,6 +57,12 @@ impl Source {
         }
     }
 
+    /// Decodes sample `i` (alpha composited over white, as the loader does); the reason
+    /// when it cannot be read.
+    pub fn image(&self, i: usize, max_pixels: u64) -> Result<RgbImage, String> {
+        self.load(i, max_pixels, Alpha::WHITE)
+    }
+
     fn load(&self, i: usize, max_pixels: u64, alpha: Alpha) -> Result<RgbImage, String> {
         match self {
             Self::Files(s) => {
@@ -80,6 +88,12 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Shuffle the order every epoch (seeded by `seed` and the epoch number).
     pub shuffle: bool,
+    /// Class-balanced sampling (with `shuffle`): each epoch draws as many samples as the
+    /// source holds, with replacement, each with probability ∝ 1 / its class's count, so
+    /// every class is drawn equally often in expectation (PyTorch's `WeightedRandomSampler`
+    /// with `replacement=True`). Seeded by `seed` and the epoch: a resumed epoch draws the
+    /// same order.
+    pub balanced: bool,
     /// Seed of the shuffle.
     pub seed: u64,
     /// Drop a last, smaller batch.
@@ -108,6 +122,7 @@ impl Default for LoaderConfig {
         Self {
             batch_size: 32,
             shuffle: true,
+            balanced: false,
             seed: 0,
             drop_last: false,
             prefetch: 2,
@@ -178,6 +193,17 @@ pub struct LoadWarning {
     pub reason: String,
 }
 
+/// Per-sample weights `1 / count(label)` (`None` for an empty source).
+fn balanced_weights(source: &Source) -> Option<Vec<f64>> {
+    let labels: Vec<usize> = (0..source.len()).map(|i| source.label(i)).collect();
+    let k = labels.iter().max()? + 1;
+    let mut counts = vec![0usize; k];
+    for &l in &labels {
+        counts[l] += 1;
+    }
+    Some(labels.iter().map(|&l| 1.0 / counts[l] as f64).collect())
+}
+
 /// The loader: shared state (cache, known-bad samples, warnings) across epochs.
 pub struct Loader {
     source: Arc<Source>,
@@ -225,12 +251,22 @@ impl Loader {
             .clone()
     }
 
-    /// The sample order of `epoch`.
+    /// The sample order of `epoch` (with [`LoaderConfig::balanced`], a class-balanced draw
+    /// with replacement).
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.source.len()).collect();
+        let n = self.source.len();
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(self.config.seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        if self.config.shuffle
+            && self.config.balanced
+            && let Some(weights) = balanced_weights(&self.source)
+            && let Ok(dist) = WeightedIndex::new(&weights)
+        {
+            return (0..n).map(|_| dist.sample(&mut rng)).collect();
+        }
+        let mut order: Vec<usize> = (0..n).collect();
         if self.config.shuffle {
-            let seed = self.config.seed ^ epoch.wrapping_mul(0xD1B5_4A32_D192_ED03);
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            order.shuffle(&mut rng);
         }
         order
     }

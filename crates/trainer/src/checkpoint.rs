@@ -224,13 +224,50 @@ impl Checkpoint {
     /// Builds the model on `device` and loads the weights (every tensor must match), in the
     /// dtype they were saved in.
     pub fn load_model(&self, path: &Path, device: &Device) -> Result<Classifier, TrainError> {
-        let bytes = self
-            .section("model")
-            .ok_or_else(|| TrainError::checkpoint(path, "no `model` section"))?;
+        self.load_section_model(path, "model", device)
+    }
+
+    /// The weights to predict with: the EMA average (section `ema`, `--ema` runs) when the
+    /// checkpoint has one, else the trained weights.
+    pub fn load_inference_model(
+        &self,
+        path: &Path,
+        device: &Device,
+    ) -> Result<Classifier, TrainError> {
+        let name = if self.section("ema").is_some() {
+            "ema"
+        } else {
+            "model"
+        };
+        self.load_section_model(path, name, device)
+    }
+
+    /// Builds the model on `device` and loads the weights of section `name` (`model` or
+    /// `ema`).
+    pub fn load_section_model(
+        &self,
+        path: &Path,
+        name: &str,
+        device: &Device,
+    ) -> Result<Classifier, TrainError> {
         let mut model = self.header.model.init(device);
         if self.header.f16 {
             model = cast_model(model, DType::F16);
         }
+        self.load_section_into(path, name, model)
+    }
+
+    /// Loads the weights of section `name` into `model` (its parameter ids are kept: an EMA
+    /// average loaded into a copy of the trained model pairs with it tensor for tensor).
+    pub fn load_section_into(
+        &self,
+        path: &Path,
+        name: &str,
+        mut model: Classifier,
+    ) -> Result<Classifier, TrainError> {
+        let bytes = self
+            .section(name)
+            .ok_or_else(|| TrainError::checkpoint(path, format!("no `{name}` section")))?;
         let mut store = BurnpackStore::from_bytes(Some(Bytes::from_bytes_vec(bytes.to_vec())));
         let result = model
             .load_from(&mut store)
@@ -254,13 +291,13 @@ impl Checkpoint {
     }
 }
 
-/// Reads only the model of a checkpoint, with its config, in f32 (an f16 run's weights are
-/// widened).
+/// Reads the model to predict with from a checkpoint (the EMA average where the run kept
+/// one), with its config, in f32 (an f16 run's weights are widened).
 pub fn load_checkpoint_model(
     path: &Path,
     device: &Device,
 ) -> Result<(Classifier, ClassifierConfig), TrainError> {
     let ckpt = Checkpoint::read(path)?;
-    let model = cast_model(ckpt.load_model(path, device)?, DType::F32);
+    let model = cast_model(ckpt.load_inference_model(path, device)?, DType::F32);
     Ok((model, ckpt.header.model.clone()))
 }

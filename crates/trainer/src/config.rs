@@ -66,6 +66,18 @@ pub enum Cache {
     Ram,
 }
 
+/// How training samples are drawn each epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// Every image once per epoch, in a seeded random order.
+    #[default]
+    Shuffle,
+    /// As many draws as images, with replacement, each ∝ 1 / its class's count: classes
+    /// equally frequent in expectation (PyTorch's `WeightedRandomSampler`).
+    Balanced,
+}
+
 /// The built-in synthetic-flowers data set (used when `data` is unset).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -166,6 +178,21 @@ pub struct FineTuneConfig {
     pub min_lr: f64,
     /// Stop after this many epochs without a better validation top-1.
     pub patience: Option<usize>,
+    /// How training samples are drawn (`--sampler shuffle|balanced`).
+    pub sampler: Sampler,
+    /// Weighted cross-entropy (`--class-weights`): `auto` (`n / (K · n_c)`, scikit-learn's
+    /// "balanced") or a JSON file — a list of K weights in label order, or an object from
+    /// class name to weight (classes left out weigh 1). PyTorch's `weight=` semantics: the
+    /// batch loss is normalised by the sum of its samples' weights. Validation loss stays
+    /// unweighted.
+    pub class_weights: Option<String>,
+    /// Exponential moving average of the weights and BatchNorm statistics, updated after
+    /// every optimizer step with this decay (timm's `ModelEmaV3`; 0 = off). Validation,
+    /// `best.ckpt`, `eval`, `predict --run` and `export` use the average (`--ema`).
+    pub ema: f64,
+    /// Warm the EMA decay up as timm's `use_warmup` (`1 − (1 + t)^(−2/3)`, capped at `ema`),
+    /// so early averages are not dominated by the initial weights (`--ema-warmup`).
+    pub ema_warmup: bool,
     /// Also write TensorBoard event files under `<out>/tb/`: per-step train loss and each
     /// group's learning rate, per-epoch validation loss/top-1/top-5, train loss/top-1 and
     /// images/s, and the configuration as text (`--tensorboard`).
@@ -223,6 +250,10 @@ impl Default for FineTuneConfig {
             warmup: 0.1,
             min_lr: 0.0,
             patience: None,
+            sampler: Sampler::Shuffle,
+            class_weights: None,
+            ema: 0.0,
+            ema_warmup: true,
             augment: AugmentConfig::default(),
             resize: None,
             seed: 42,
@@ -366,6 +397,7 @@ impl FineTuneConfig {
             Open(1.0),
         );
         v.real("warmup", "warmup", self.warmup, Closed(0.0), Open(1.0));
+        v.real("ema", "ema", self.ema, Closed(0.0), Open(1.0));
         v.real("min-lr", "min_lr", self.min_lr, Closed(0.0), Open(self.lr));
         if let Some(p) = self.patience {
             v.int("patience", "patience", p, 1, usize::MAX);

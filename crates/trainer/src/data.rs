@@ -114,6 +114,7 @@ pub fn loader(config: &FineTuneConfig, source: Source, train: bool) -> Loader {
         LoaderConfig {
             batch_size: config.batch_size,
             shuffle: train,
+            balanced: train && config.sampler == crate::config::Sampler::Balanced,
             seed: config.seed,
             // A last batch of one image cannot be batch-normalised; fastai drops it too.
             drop_last: train && n > config.batch_size,
@@ -159,4 +160,106 @@ pub fn eval_batch(
         .collect();
     let data: Vec<f32> = per.concat();
     Tensor::from_data(TensorData::new(data, [batch.len(), 3, s, s]), device)
+}
+
+/// Images per class of `source` (`k` classes).
+pub fn class_counts(source: &Source, k: usize) -> Vec<usize> {
+    let mut counts = vec![0; k];
+    for i in 0..source.len() {
+        if let Some(c) = counts.get_mut(source.label(i)) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
+/// `--class-weights`: `auto` gives `n / (K · n_c)` (scikit-learn's "balanced"; 0 for a class
+/// without training images); otherwise `spec` is a JSON file holding K weights in label
+/// order, or an object from class name (display or folder name) to weight, the classes it
+/// leaves out weighing 1. Every weight must be finite and ≥ 0, and one > 0.
+pub fn class_weights(
+    spec: &str,
+    counts: &[usize],
+    classes: &ClassList,
+) -> Result<Vec<f32>, TrainError> {
+    let k = counts.len();
+    let fail = |reason: String| TrainError::Config {
+        what: format!("--class-weights {spec} (config key class_weights)"),
+        reason,
+    };
+    let weights: Vec<f32> = if spec == "auto" {
+        let n: usize = counts.iter().sum();
+        counts
+            .iter()
+            .map(|&c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    (n as f64 / (k as f64 * c as f64)) as f32
+                }
+            })
+            .collect()
+    } else {
+        let path = Path::new(spec);
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            fail(format!(
+                "cannot read the file: {e} (use `auto` or a JSON file)"
+            ))
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+        match value {
+            serde_json::Value::Array(items) => {
+                if items.len() != k {
+                    return Err(fail(format!(
+                        "{} weights for {k} classes (one per class, in label order)",
+                        items.len()
+                    )));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.as_f64()
+                            .map(|x| x as f32)
+                            .ok_or_else(|| fail(format!("entry {i} is not a number: {v}")))
+                    })
+                    .collect::<Result<_, _>>()?
+            }
+            serde_json::Value::Object(map) => {
+                let mut w = vec![1.0f32; k];
+                for (name, v) in &map {
+                    let i = classes
+                        .names
+                        .iter()
+                        .position(|n| n == name)
+                        .or_else(|| classes.folders.iter().position(|n| n == name))
+                        .ok_or_else(|| fail(format!("no class called `{name}`")))?;
+                    w[i] = v
+                        .as_f64()
+                        .ok_or_else(|| fail(format!("`{name}`: not a number: {v}")))?
+                        as f32;
+                }
+                w
+            }
+            _ => {
+                return Err(fail(
+                    "expected a list of weights or an object {\"class\": weight}".into(),
+                ));
+            }
+        }
+    };
+    if let Some((i, w)) = weights
+        .iter()
+        .enumerate()
+        .find(|(_, w)| !w.is_finite() || **w < 0.0)
+    {
+        return Err(fail(format!(
+            "weight {w} of class {i} must be finite and >= 0"
+        )));
+    }
+    if weights.iter().all(|&w| w == 0.0) {
+        return Err(fail("every weight is 0".into()));
+    }
+    Ok(weights)
 }

@@ -38,6 +38,9 @@ pub struct Mistake {
     pub label_probability: f64,
     /// The sample's loss.
     pub loss: f64,
+    /// The image shrunk to fit [`EvalOptions::thumbnails`] pixels (when asked for).
+    #[serde(skip)]
+    pub thumbnail: Option<image::RgbImage>,
 }
 
 /// Per-class line of the report.
@@ -58,6 +61,11 @@ pub struct EvalReport {
     pub split: String,
     /// The checkpoint evaluated.
     pub checkpoint: String,
+    /// Its architecture (`densenet161`, or a custom configuration's description).
+    pub arch: String,
+    /// Its model configuration (backbone, head, classes).
+    #[serde(skip)]
+    pub model: petal_core::ClassifierConfig,
     /// Images evaluated.
     pub images: u64,
     /// Mean cross-entropy.
@@ -70,6 +78,8 @@ pub struct EvalReport {
     pub per_class: Vec<ClassAccuracy>,
     /// The worst predictions, highest loss first.
     pub worst: Vec<Mistake>,
+    /// The confusion matrix: `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<u64>>,
     /// Where the confusion matrix went.
     pub confusion_csv: PathBuf,
     /// Where its picture went.
@@ -100,6 +110,8 @@ pub struct EvalOptions {
     pub device: Option<String>,
     /// Batch size override.
     pub batch_size: Option<usize>,
+    /// Attach to each of the worst predictions a thumbnail of at most this side (0: none).
+    pub thumbnails: u32,
 }
 
 impl EvalOptions {
@@ -115,6 +127,7 @@ impl EvalOptions {
             tta: false,
             device: None,
             batch_size: None,
+            thumbnails: 0,
         }
     }
 }
@@ -214,6 +227,10 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
             probability: pp,
             label_probability: py,
             loss,
+            thumbnail: (opts.thumbnails > 0)
+                .then(|| source.image(idx, petal_data::DEFAULT_MAX_PIXELS).ok())
+                .flatten()
+                .map(|img| shrink_to_fit(img, opts.thumbnails)),
         })
         .collect();
     let per_class = tally
@@ -246,12 +263,15 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     let report = EvalReport {
         split: name.into(),
         checkpoint: ckpt.display().to_string(),
+        arch: mconf.backbone.name(),
+        model: mconf.clone(),
         images: tally.n,
         loss: tally.loss(),
         top1: tally.top1(),
         top5: tally.top5(),
         per_class,
         worst,
+        confusion: tally.confusion.clone(),
         confusion_csv: csv_path,
         confusion_png: png_path,
         skipped: 0,
@@ -280,6 +300,20 @@ fn in_split_folder(path: &Path, split_dirs: &[&str]) -> bool {
         .and_then(Path::parent)
         .and_then(Path::file_name)
         .is_some_and(|d| split_dirs.iter().any(|s| d == *s))
+}
+
+/// `img` scaled down (never up) to fit `side × side`, aspect kept.
+fn shrink_to_fit(img: image::RgbImage, side: u32) -> image::RgbImage {
+    let (w, h) = img.dimensions();
+    if w.max(h) <= side {
+        return img;
+    }
+    let k = side as f64 / w.max(h) as f64;
+    let (nw, nh) = (
+        ((w as f64 * k).round() as u32).max(1),
+        ((h as f64 * k).round() as u32).max(1),
+    );
+    image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle)
 }
 
 fn csv_field(s: &str) -> String {

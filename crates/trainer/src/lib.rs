@@ -22,6 +22,7 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod ema;
 pub mod error;
 pub mod eval;
 pub mod lr_find;
@@ -32,7 +33,7 @@ pub mod schedule;
 pub mod tensorboard;
 pub mod train;
 
-pub use config::{Cache, FineTuneConfig, Precision, Schedule, SyntheticConfig, Unfreeze};
+pub use config::{Cache, FineTuneConfig, Precision, Sampler, Schedule, SyntheticConfig, Unfreeze};
 pub use error::TrainError;
 pub use eval::{EvalOptions, EvalReport, Split, evaluate};
 pub use lr_find::{LrFindOptions, LrFindResult, lr_find};

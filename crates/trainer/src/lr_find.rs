@@ -124,6 +124,7 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
         dtype: burn::tensor::DType::F32,
         device: &train_device,
         label_smoothing: config.label_smoothing,
+        class_weights: None,
         grad_clip: config.grad_clip,
     };
     let ratio = (opts.end / opts.start).powf(1.0 / (opts.steps - 1) as f64);

@@ -212,55 +212,88 @@ pub fn lr_find(
     })
 }
 
-/// `confusion.png`: row-normalised confusion matrix (true class down, predicted across).
+/// `confusion.png`: the confusion matrix, true class down, predicted across; each cell
+/// shaded by its share of the row (green on the diagonal, red off it) and, while the cells
+/// are large enough (up to 60 classes), showing its count. Rows are labelled `name  i`,
+/// columns `i` (readable whatever the names' length).
 pub fn confusion(path: &Path, matrix: &[Vec<u64>], names: &[String]) -> Result<(), TrainError> {
-    use plotters::coord::ranged1d::SegmentValue;
-    let k = matrix.len().max(1);
-    let cell = (900 / k as u32).clamp(4, 60);
-    let show = k <= 30;
-    let (left, bottom) = if show { (170, 60) } else { (40, 40) };
-    let side = cell * k as u32;
-    render(path, (side + left + 30, side + bottom + 50), |root| {
+    use plotters::style::text_anchor::{HPos, Pos, VPos};
+    let k = matrix.len().max(1) as u32;
+    let cell = (960 / k).clamp(6, 48);
+    let counts = cell >= 16;
+    let label_font = (cell as f64 * 0.5).clamp(7.0, 14.0);
+    let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(1) as f64;
+    let left = ((longest + 5.0) * label_font * 0.58).clamp(40.0, 320.0) as u32;
+    let (top, pad) = (70u32, 16u32);
+    let side = cell * k;
+    let (w, h) = ((left + side + pad).max(360), top + side + pad);
+    render(path, (w, h), |root| {
         let e = |s: &dyn std::fmt::Display| s.to_string();
-        let mut c = ChartBuilder::on(&root)
-            .caption("confusion (row-normalised)", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(bottom)
-            .y_label_area_size(left)
-            .build_cartesian_2d((0..k).into_segmented(), (0..k).into_segmented())
+        let centered = Pos::new(HPos::Center, VPos::Center);
+        let font = |size: f64| ("sans-serif", size).into_font();
+        root.draw(&Text::new(
+            "confusion matrix (rows: true class)",
+            (10, 12),
+            font(16.0),
+        ))
+        .map_err(|x| e(&x))?;
+        for (t, row) in matrix.iter().enumerate() {
+            let n = row.iter().sum::<u64>().max(1) as f64;
+            let y0 = (top + t as u32 * cell) as i32;
+            let name = names.get(t).map_or(String::new(), |s| s.clone());
+            root.draw(&Text::new(
+                format!("{name}  {t}"),
+                (left as i32 - 6, y0 + cell as i32 / 2),
+                font(label_font)
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Right, VPos::Center)),
+            ))
             .map_err(|x| e(&x))?;
-        let name = move |v: &SegmentValue<usize>, flip: bool| match v {
-            SegmentValue::CenterOf(i) if show && *i < k => {
-                let i = if flip { k - 1 - *i } else { *i };
-                names.get(i).cloned().unwrap_or_default()
+            for (p, &v) in row.iter().enumerate() {
+                let x0 = (left + p as u32 * cell) as i32;
+                let f = v as f64 / n;
+                let (r, g, b) = if p == t {
+                    (46.0, 125.0, 50.0)
+                } else {
+                    (179.0, 38.0, 30.0)
+                };
+                let mix = |c: f64| (255.0 - f * (255.0 - c)).round() as u8;
+                let fill = RGBColor(mix(r), mix(g), mix(b));
+                let cell_rect = [(x0, y0), (x0 + cell as i32, y0 + cell as i32)];
+                root.draw(&Rectangle::new(cell_rect, fill.filled()))
+                    .map_err(|x| e(&x))?;
+                root.draw(&Rectangle::new(cell_rect, RGBColor(225, 228, 232)))
+                    .map_err(|x| e(&x))?;
+                if counts {
+                    let color = if f > 0.55 {
+                        WHITE
+                    } else if v == 0 {
+                        RGBColor(190, 195, 202)
+                    } else {
+                        BLACK
+                    };
+                    root.draw(&Text::new(
+                        v.to_string(),
+                        (x0 + cell as i32 / 2, y0 + cell as i32 / 2),
+                        font(label_font * 0.95).color(&color).pos(centered),
+                    ))
+                    .map_err(|x| e(&x))?;
+                }
             }
-            _ => String::new(),
-        };
-        c.configure_mesh()
-            .disable_mesh()
-            .x_labels(k)
-            .y_labels(k)
-            .x_label_formatter(&|v| name(v, false))
-            .y_label_formatter(&|v| name(v, true))
-            .x_desc("predicted")
-            .y_desc("true")
-            .draw()
+        }
+        for p in 0..k {
+            root.draw(&Text::new(
+                p.to_string(),
+                ((left + p * cell + cell / 2) as i32, top as i32 - 10),
+                font(label_font).color(&BLACK).pos(centered),
+            ))
             .map_err(|x| e(&x))?;
-        c.draw_series(matrix.iter().enumerate().flat_map(|(t, row)| {
-            let n: u64 = row.iter().sum::<u64>().max(1);
-            row.iter().enumerate().map(move |(p, &v)| {
-                let f = v as f64 / n as f64;
-                let shade = (255.0 * (1.0 - f)) as u8;
-                let y = k - 1 - t;
-                Rectangle::new(
-                    [
-                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
-                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
-                    ],
-                    RGBColor(shade, shade, 255).filled(),
-                )
-            })
-        }))
+        }
+        root.draw(&Text::new(
+            "predicted →",
+            ((left + side / 2) as i32, top as i32 - 30),
+            font(12.0).color(&BLACK).pos(centered),
+        ))
         .map_err(|x| e(&x))?;
         Ok(())
     })

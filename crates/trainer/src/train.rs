@@ -2,9 +2,10 @@
 //! learning rates, AdamW, per-step schedules, validation, checkpoints, resume, early
 //! stopping, Ctrl-C and NaN handling.
 
-use crate::checkpoint::{Checkpoint, TrainState};
+use crate::checkpoint::{Checkpoint, TrainState, model_bytes};
 use crate::config::{FineTuneConfig, Precision, Unfreeze};
 use crate::data::{self, RunData};
+use crate::ema::ModelEma;
 use crate::error::TrainError;
 use crate::metrics::{
     EpochRecord, Tally, cross_entropy, read_metrics, write_atomic, write_metrics,
@@ -157,20 +158,91 @@ fn mix(a: u64, b: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// `train class counts: …` — every class up to 20, else the extremes and the imbalance —
+/// and what `--sampler` / `--class-weights` do about it.
+pub fn class_count_summary(
+    counts: &[usize],
+    names: &[String],
+    sampler: crate::config::Sampler,
+    weighted: bool,
+) -> String {
+    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let mut s = String::from("train class counts: ");
+    if counts.len() <= 20 {
+        let parts: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("{} {n}", name(i)))
+            .collect();
+        s.push_str(&parts.join(", "));
+    }
+    let (lo, hi) = (
+        counts.iter().enumerate().min_by_key(|p| *p.1),
+        counts.iter().enumerate().max_by_key(|p| *p.1),
+    );
+    if let (Some((li, &l)), Some((hi_i, &h))) = (lo, hi) {
+        if counts.len() > 20 {
+            s.push_str(&format!(
+                "{} classes, min {l} ({}), max {h} ({})",
+                counts.len(),
+                name(li),
+                name(hi_i)
+            ));
+        }
+        if l > 0 {
+            s.push_str(&format!("; imbalance {:.1}×", h as f64 / l as f64));
+        }
+    }
+    if sampler == crate::config::Sampler::Balanced {
+        s.push_str("; balanced sampling");
+    }
+    if weighted {
+        s.push_str("; weighted loss");
+    }
+    s
+}
+
 /// The cross-entropy of a batch with label smoothing `eps` (PyTorch's semantics), mean
 /// over the batch.
 ///
 /// # Shapes
 /// - `logits`: `[N, K]`, `labels`: `[N]` → `[1]`
 pub fn cross_entropy_loss(logits: Tensor<2>, labels: Tensor<1, Int>, eps: f64) -> Tensor<1> {
+    weighted_cross_entropy_loss(logits, labels, eps, None)
+}
+
+/// [`cross_entropy_loss`] with per-class `weights` (PyTorch's `CrossEntropyLoss(weight=w,
+/// label_smoothing=eps)`, mean reduction): `[(1 − eps) · Σᵢ w_yᵢ · (−log pᵢ,yᵢ) + eps / K ·
+/// Σᵢ Σ_c w_c · (−log pᵢ,c)] / Σᵢ w_yᵢ`.
+///
+/// # Shapes
+/// - `logits`: `[N, K]`, `labels`: `[N]`, `weights`: `[K]` → `[1]`
+pub fn weighted_cross_entropy_loss(
+    logits: Tensor<2>,
+    labels: Tensor<1, Int>,
+    eps: f64,
+    weights: Option<&Tensor<1>>,
+) -> Tensor<1> {
     let [n, k] = logits.dims();
     let logp = log_softmax(logits, 1);
-    let nll = logp.clone().gather(1, labels.reshape([n, 1])).neg().mean();
+    let picked = logp.clone().gather(1, labels.clone().reshape([n, 1])).neg();
+    let Some(w) = weights else {
+        let nll = picked.mean();
+        if eps == 0.0 {
+            return nll;
+        }
+        let uniform = logp.sum().neg().div_scalar((n * k) as f64);
+        return nll.mul_scalar(1.0 - eps) + uniform.mul_scalar(eps);
+    };
+    let w = w.clone().cast(logp.dtype());
+    let wy = w.clone().select(0, labels);
+    let denom = wy.clone().sum();
+    let nll = (picked.reshape([n]) * wy).sum();
     if eps == 0.0 {
-        return nll;
+        return nll / denom;
     }
-    let uniform = logp.sum().neg().div_scalar((n * k) as f64);
-    nll.mul_scalar(1.0 - eps) + uniform.mul_scalar(eps)
+    let smooth = (logp * w.reshape([1, k])).sum().neg();
+    (nll.mul_scalar(1.0 - eps) + smooth.mul_scalar(eps / k as f64)) / denom
 }
 
 /// A training step's metrics as one small f32 tensor `[loss, correct]`, left on the device
@@ -325,6 +397,8 @@ pub struct StepContext<'a> {
     pub device: &'a Device,
     /// Label smoothing of the loss.
     pub label_smoothing: f64,
+    /// Per-class loss weights (`--class-weights`), on the training device.
+    pub class_weights: Option<Tensor<1>>,
     /// Global gradient-norm clipping.
     pub grad_clip: Option<f64>,
 }
@@ -369,7 +443,12 @@ pub fn train_step(
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), ctx.device);
     observe(StepEvent::Augmented);
     let logits = model.forward(x);
-    let loss = cross_entropy_loss(logits.clone(), y.clone(), ctx.label_smoothing);
+    let loss = weighted_cross_entropy_loss(
+        logits.clone(),
+        y.clone(),
+        ctx.label_smoothing,
+        ctx.class_weights.as_ref(),
+    );
     let metrics = step_metrics(&logits, &y, &loss);
     observe(StepEvent::Forward {
         logits: &logits,
@@ -435,6 +514,10 @@ struct Run<'a> {
     data: DataReport,
     /// `--tensorboard`'s event file.
     tb: Option<EventWriter>,
+    /// `--ema`'s average of the weights.
+    ema: Option<ModelEma>,
+    /// `--class-weights`, resolved (on the training device).
+    class_weights: Option<Tensor<1>>,
 }
 
 /// Scalars into the event file, if any; a write error turns TensorBoard logging off with a
@@ -454,6 +537,9 @@ fn log_scalars(tb: &mut Option<EventWriter>, step: u64, values: &[(String, f64)]
 /// What the data set gave the run: exact counts, each skipped file once.
 struct DataReport {
     description: String,
+    /// Training images per class.
+    class_counts: Vec<usize>,
+    class_names: Vec<String>,
     train: usize,
     valid: usize,
     warnings: Vec<ScanWarning>,
@@ -555,6 +641,12 @@ impl<'a> Run<'a> {
             });
         }
         let num_classes = classes.names.len();
+        let class_counts = data::class_counts(&train_src, num_classes);
+        let class_weights = config
+            .class_weights
+            .as_deref()
+            .map(|spec| data::class_weights(spec, &class_counts, &classes))
+            .transpose()?;
         // The run directory appears only once weights, architecture and data are known good.
         std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
         write_atomic(
@@ -632,6 +724,8 @@ impl<'a> Run<'a> {
         };
         let data = DataReport {
             description,
+            class_counts: class_counts.clone(),
+            class_names: classes.names.clone(),
             train: train_src.len(),
             valid: valid_src.len(),
             warnings,
@@ -645,6 +739,16 @@ impl<'a> Run<'a> {
                 .iter()
                 .filter_map(|g| ids.iter().find(|id| g.params.matches(id, None)).copied())
                 .collect()
+        };
+        let ema = match (&resume, config.ema > 0.0) {
+            (_, false) => None,
+            // Loaded into a copy of the trained model: the same parameter ids, tensor for tensor.
+            (Some(c), true) if c.section("ema").is_some() => Some(ModelEma::resume(
+                c.load_section_into(&ckpt_path, "ema", model.valid())?,
+                config.ema,
+                config.ema_warmup,
+            )),
+            _ => Some(ModelEma::new(&model, config.ema, config.ema_warmup)),
         };
         let run = Self {
             config,
@@ -666,6 +770,9 @@ impl<'a> Run<'a> {
             group_names: model.layer_groups().into_iter().map(|g| g.name).collect(),
             data,
             tb: Self::open_tensorboard(config, out)?,
+            ema,
+            class_weights: class_weights
+                .map(|w| Tensor::<1>::from_data(TensorData::new(w, [num_classes]), &train_device)),
             device: device.clone(),
             train_device,
         };
@@ -700,6 +807,12 @@ impl<'a> Run<'a> {
             "data: {}{}",
             self.data.description,
             skip_summary(skips.images, skips),
+        ));
+        self.say(class_count_summary(
+            &self.data.class_counts,
+            &self.data.class_names,
+            c.sampler,
+            self.class_weights.is_some(),
         ));
         self.say(format!(
             "model: {} + concat-pool head {:?} → {} classes, {} parameters",
@@ -859,6 +972,7 @@ impl<'a> Run<'a> {
             dtype: self.dtype,
             device: &self.train_device,
             label_smoothing: config.label_smoothing,
+            class_weights: self.class_weights.clone(),
             grad_clip: config.grad_clip,
         };
         let t_train = Instant::now();
@@ -911,6 +1025,9 @@ impl<'a> Run<'a> {
             state.global_step += 1;
             state.phase_step += 1;
             state.batch_in_epoch = b + skip + 1;
+            if let Some(ema) = self.ema.as_mut() {
+                ema.update(&model, state.global_step);
+            }
             if self.tb.is_some() {
                 let step = state.global_step;
                 let mut values = vec![("train/loss".to_string(), loss_v as f64)];
@@ -963,8 +1080,10 @@ impl<'a> Run<'a> {
         let config = self.config;
         let out = &self.opts.out;
         let mut tally = Tally::new(self.model_config.num_classes);
+        // With `--ema`, the average is what is validated, kept as best and predicted with.
+        let validated = self.ema.as_ref().map_or(model, |e| &e.model);
         predict_loader(
-            model,
+            validated,
             &self.valid_loader,
             &self.eval_t,
             false,
@@ -1052,7 +1171,15 @@ impl<'a> Run<'a> {
     }
 
     fn save(&self, model: &Classifier, st: &Stepper) -> Result<(), TrainError> {
-        save(&self.ckpt_path, &self.model_config, model, &self.state, st)
+        let ema = self.ema.as_ref().map(|e| &e.model);
+        save(
+            &self.ckpt_path,
+            &self.model_config,
+            model,
+            ema,
+            &self.state,
+            st,
+        )
     }
 
     /// The outcome, with the exact data summary (files that failed only at batch time
@@ -1139,6 +1266,7 @@ fn save(
     path: &Path,
     config: &ClassifierConfig,
     model: &Classifier,
+    ema: Option<&Classifier>,
     state: &TrainState,
     st: &Stepper,
 ) -> Result<(), TrainError> {
@@ -1154,16 +1282,14 @@ fn save(
         .to_record()
         .into_bytes()
         .map_err(|e| TrainError::io(path, format!("cannot serialise the scheduler: {e}")))?;
-    Checkpoint::new(
-        config,
-        model,
-        state.clone(),
-        vec![
-            ("optimizer".into(), optim.to_vec()),
-            ("scheduler".into(), sched.to_vec()),
-        ],
-    )?
-    .write(path)
+    let mut extra = vec![
+        ("optimizer".into(), optim.to_vec()),
+        ("scheduler".into(), sched.to_vec()),
+    ];
+    if let Some(ema) = ema {
+        extra.push(("ema".into(), model_bytes(ema)?));
+    }
+    Checkpoint::new(config, model, state.clone(), extra)?.write(path)
 }
 
 #[cfg(test)]

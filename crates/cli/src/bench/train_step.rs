@@ -170,6 +170,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         dtype,
         device: &train_device,
         label_smoothing: 0.0,
+        class_weights: None,
         grad_clip: None,
     };
     let mut epoch = 0u64;
