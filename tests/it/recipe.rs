@@ -159,3 +159,149 @@ fn balanced_sampler_draws_classes_equally_and_reproducibly() {
     assert!((f - 0.5).abs() < 0.03, "class 1 drawn {f:.3} of the time");
     assert_ne!(bal.order(0), bal.order(1));
 }
+
+#[test]
+fn progressive_sizes_per_epoch() {
+    use petal::trainer::FineTuneConfig;
+    let mut c = FineTuneConfig {
+        freeze_epochs: 1,
+        epochs: 4,
+        progressive: Some((128, 224)),
+        ..FineTuneConfig::default()
+    };
+    c.augment.size = 224;
+    c.validate().unwrap();
+    // 128 + 96 · e / 4, intermediate sizes on multiples of 8.
+    let sizes: Vec<usize> = (0..5).map(|e| c.train_size(e)).collect();
+    assert_eq!(sizes, [128, 152, 176, 200, 224]);
+    // 100 → 130 over 3 epochs: 115 rounds to 112; the ends are exact.
+    c.epochs = 2;
+    c.progressive = Some((100, 130));
+    c.augment.size = 130;
+    assert_eq!(
+        (0..3).map(|e| c.train_size(e)).collect::<Vec<_>>(),
+        [100, 112, 130]
+    );
+    // Shrinking works too; one epoch trains at END.
+    c.progressive = Some((130, 100));
+    c.augment.size = 100;
+    assert_eq!(
+        (0..3).map(|e| c.train_size(e)).collect::<Vec<_>>(),
+        [130, 112, 100]
+    );
+    c.freeze_epochs = 0;
+    c.epochs = 1;
+    assert_eq!(c.train_size(0), 100);
+    // Without it: augment.size every epoch.
+    c.progressive = None;
+    assert_eq!(c.train_size(0), 100);
+    // END must be the validation crop.
+    c.progressive = Some((64, 96));
+    let e = c.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("--progressive") && e.contains("augment.size"),
+        "{e}"
+    );
+}
+
+#[test]
+fn accumulating_two_half_batches_equals_one_batch_without_batchnorm() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use petal::data::augment::{AugmentConfig, Pipeline};
+    use petal::data::{PackedBatch, SyntheticFlowers};
+    use petal::models::convnext::ConvNeXtConfig;
+    use petal::models::{BackboneConfig, ClassifierConfig, HeadConfig};
+    use petal::trainer::FineTuneConfig;
+    use petal::trainer::optim::build_optimizer;
+    use petal::trainer::train::{StepContext, apply_step, forward_backward, train_step};
+
+    // ConvNeXt (LayerNorm, no BatchNorm), no stochastic depth, no dropout: the only
+    // difference between one batch of 8 and two accumulated batches of 4 is float order.
+    let backbone = BackboneConfig::ConvNeXt(ConvNeXtConfig {
+        dims: vec![8, 16],
+        depths: vec![1, 1],
+        stochastic_depth_prob: 0.0,
+        layer_scale: 0.5,
+    });
+    let head = HeadConfig::Linear {
+        dropout: 0.0,
+        layer_norm: true,
+        hidden: None,
+    };
+    let device = Device::flex().autodiff();
+    let model = ClassifierConfig::new(backbone, head, 3).init(&device);
+    let config = FineTuneConfig::default();
+    let pipe = Pipeline::train(
+        AugmentConfig {
+            size: 32,
+            ..AugmentConfig::default()
+        },
+        5,
+    );
+    let flowers = SyntheticFlowers::new(3, 48, 9);
+    let pack = |range: std::ops::Range<usize>| {
+        let mut b = PackedBatch::default();
+        for i in range {
+            let (img, label) = flowers.sample(i as u64);
+            b.push(&img, label, i);
+        }
+        b
+    };
+    let ctx = StepContext {
+        pipeline: &pipe,
+        dtype: burn::tensor::DType::F32,
+        device: &device,
+        label_smoothing: 0.1,
+        class_weights: None,
+        grad_clip: Some(1.0),
+    };
+    let lr = 1e-2;
+    let mut optim = build_optimizer(&config, &model);
+    let (one, _) = train_step(
+        model.clone(),
+        &pack(0..8),
+        0,
+        &mut optim,
+        lr,
+        &ctx,
+        &mut |_| {},
+    );
+
+    let mut optim = build_optimizer(&config, &model);
+    let mut acc = burn::optim::GradientsAccumulator::new();
+    for half in [0..4, 4..8] {
+        let (g, _, _) = forward_backward(&model, &pack(half), 0, &ctx, 0.5, &mut |_| {});
+        acc.accumulate(&model, g);
+    }
+    let two = apply_step(
+        model.clone(),
+        acc.grads(),
+        &mut optim,
+        lr,
+        &ctx,
+        &mut |_| {},
+    );
+
+    #[derive(Default)]
+    struct All(Vec<Vec<f32>>);
+    impl ModuleVisitor for All {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let v = p.val().into_data().convert::<f32>().try_to_vec::<f32>();
+            self.0.push(v.unwrap());
+        }
+    }
+    let (mut a, mut b, mut before) = (All::default(), All::default(), All::default());
+    one.visit(&mut a);
+    two.visit(&mut b);
+    model.visit(&mut before);
+    let (mut worst, mut moved) = (0f32, 0usize);
+    for ((x, y), z) in a.0.iter().zip(&b.0).zip(&before.0) {
+        for ((x, y), z) in x.iter().zip(y).zip(z) {
+            worst = worst.max((x - y).abs());
+            moved += usize::from((x - z).abs() > 1e-4);
+        }
+    }
+    println!("accumulation vs one batch: max |Δparam| {worst:e}, {moved} values moved");
+    assert!(moved > 100, "the step moved the weights");
+    assert!(worst < 1e-5, "accumulated step differs by {worst:e}");
+}

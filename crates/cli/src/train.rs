@@ -92,9 +92,10 @@ pub struct ConfigArgs {
     /// Images per step.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Peak learning rate of the head.
+    /// Peak learning rate of the head, or `auto`: run the learning-rate finder first and use
+    /// its suggestion (fastai's valley; recorded in config.json as `lr_finder`).
     #[arg(long)]
-    lr: Option<f64>,
+    lr: Option<String>,
     /// The first layer group gets lr / lr-mult.
     #[arg(long)]
     lr_mult: Option<f64>,
@@ -131,6 +132,13 @@ pub struct ConfigArgs {
     /// Early stopping: epochs without a better valid top-1.
     #[arg(long)]
     patience: Option<usize>,
+    /// Gradient accumulation: N batches per optimizer step (effective batch N × batch-size).
+    #[arg(long)]
+    accum_steps: Option<usize>,
+    /// Progressive resizing `START:END` (e.g. 128:224): the training crop grows linearly over
+    /// the epochs; END is also the validation crop (it sets --image-size).
+    #[arg(long)]
+    progressive: Option<String>,
     /// `shuffle` (every image once per epoch) or `balanced` (draws ∝ 1 / class count, with
     /// replacement).
     #[arg(long, value_parser = ["shuffle", "balanced"])]
@@ -228,7 +236,6 @@ impl ConfigArgs {
             epochs,
             train_bn,
             batch_size,
-            lr,
             lr_mult,
             wd,
             beta1,
@@ -237,6 +244,7 @@ impl ConfigArgs {
             label_smoothing,
             ema,
             ema_warmup,
+            accum_steps,
             warmup,
             min_lr,
             seed,
@@ -264,6 +272,16 @@ impl ConfigArgs {
         }
         if let Some(v) = a.synthetic_size {
             c.synthetic.image_size = v;
+        }
+        match a.lr.as_deref() {
+            None => {}
+            Some("auto") => c.lr_auto = true,
+            Some(v) => {
+                c.lr = v.parse().map_err(|_| {
+                    anyhow::anyhow!("--lr {v}: give a number (e.g. 2e-3) or `auto`")
+                })?;
+                c.lr_auto = false;
+            }
         }
         if let Some(v) = &a.sampler {
             c.sampler = if v == "balanced" {
@@ -326,6 +344,17 @@ impl ConfigArgs {
         let aug = &mut c.augment;
         if let Some(v) = a.image_size {
             aug.size = v;
+        }
+        if let Some(p) = &a.progressive {
+            let parse = |v: Option<&str>| v.and_then(|v| v.trim().parse::<usize>().ok());
+            let mut parts = p.split(':');
+            match (parse(parts.next()), parse(parts.next()), parts.next()) {
+                (Some(start), Some(end), None) => {
+                    c.progressive = Some((start, end));
+                    aug.size = end;
+                }
+                _ => bail!("--progressive {p}: give START:END in pixels, e.g. 128:224"),
+            }
         }
         for (dst, src) in [
             (&mut aug.scale.0, a.scale_min),

@@ -1342,3 +1342,137 @@ fn report_and_onnx_export_of_a_run() {
         .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(err <= 1e-4 * scale, "ONNX {got:?} vs predict {want:?}");
 }
+
+#[test]
+fn lr_auto_runs_the_finder_and_records_its_suggestion() {
+    let d = tmpdir("lr-auto");
+    let run = d.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let cfg = tiny_run_config(&d);
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // (Also the smoke run of `--progressive`.)
+    let out = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--lr",
+        "auto",
+        "--epochs",
+        "1",
+        "--progressive",
+        "16:32",
+        "--accum-steps",
+        "2",
+        "--out",
+        &s(&run),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("lr auto: the learning-rate finder suggests"),
+        "{stdout}"
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    let (lr, found) = (c["lr"].as_f64().unwrap(), c["lr_finder"].as_f64().unwrap());
+    assert_eq!(lr, found);
+    assert!(lr > 0.0 && lr < 1.0 && lr != 5e-3, "{lr}");
+    assert_eq!(c["lr_auto"], true);
+    assert_eq!(c["progressive"], serde_json::json!([16, 32]));
+    assert_eq!(c["augment"]["size"], 32);
+    // The finder's own files, and the suggestion is the one lr_find.json holds.
+    let f: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("lr_find").join("lr_find.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(f["suggestion"].as_f64().unwrap(), lr);
+    assert!(run.join("lr_find").join("lr_find.png").is_file());
+    // A bad value names the flag.
+    let bad = petal(&[
+        "train",
+        "--config",
+        &s(&cfg),
+        "--lr",
+        "fast",
+        "--out",
+        &s(&d.join("x")),
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--lr fast"));
+}
+
+#[test]
+fn resume_with_accumulation_is_exact() {
+    // 6 batches of 8 per epoch, 2 per optimizer step: killed after step 4 (the middle of
+    // epoch 2), resumed; the same metrics and weights as the uninterrupted run.
+    let d = tmpdir("accum-resume");
+    let cfg = tiny_run_config(&d);
+    let (a, b) = (d.join("a"), d.join("b"));
+    for r in [&a, &b] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let train = |out: &PathBuf, extra: &[&str]| {
+        let mut args = vec![
+            "train".to_string(),
+            "--config".into(),
+            s(&cfg),
+            "--accum-steps".into(),
+            "2".into(),
+            "--out".into(),
+            s(out),
+        ];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        petal(&refs)
+    };
+    let out = train(&a, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = train(&b, &["--stop-at-step", "4"]);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = petal(&["train", "--resume", &s(&b)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics(&a), metrics(&b));
+    assert_eq!(
+        metrics(&a)
+            .iter()
+            .map(|m| m["step"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 6, 9]
+    );
+    let flower = d.join("flower.png");
+    image::RgbImage::from_pixel(30, 40, image::Rgb([40, 200, 60]))
+        .save(&flower)
+        .unwrap();
+    let logits = |run: &PathBuf| {
+        let o = petal(&[
+            "predict",
+            "--run",
+            &s(run),
+            "--checkpoint",
+            "last.ckpt",
+            "--json",
+            "--logits",
+            &s(&flower),
+        ]);
+        json_ok(&o)[0]["logits"].clone()
+    };
+    assert_eq!(logits(&a), logits(&b));
+}

@@ -178,6 +178,20 @@ pub struct FineTuneConfig {
     pub min_lr: f64,
     /// Stop after this many epochs without a better validation top-1.
     pub patience: Option<usize>,
+    /// Gradient accumulation (`--accum-steps N`): N batches of `batch_size` per optimizer
+    /// step, the gradient of their mean (as one batch of N·batch_size, BatchNorm statistics
+    /// aside); the schedule counts optimizer steps.
+    pub accum_steps: usize,
+    /// `--lr auto`: run the learning-rate finder (fastai's `valley`, the phase-1 model) before
+    /// training and use its suggestion as `lr`.
+    pub lr_auto: bool,
+    /// The finder's suggestion when `lr_auto` chose `lr` (recorded in `config.json`).
+    pub lr_finder: Option<f64>,
+    /// fastai's progressive resizing (`--progressive START:END`, TOML `progressive = [S, E]`):
+    /// the training crop grows linearly from START in the first epoch to END in the last
+    /// (rounded to a multiple of 8 between them); END must be `augment.size`, the validation
+    /// crop (`--progressive` sets it).
+    pub progressive: Option<(usize, usize)>,
     /// How training samples are drawn (`--sampler shuffle|balanced`).
     pub sampler: Sampler,
     /// Weighted cross-entropy (`--class-weights`): `auto` (`n / (K · n_c)`, scikit-learn's
@@ -250,6 +264,10 @@ impl Default for FineTuneConfig {
             warmup: 0.1,
             min_lr: 0.0,
             patience: None,
+            accum_steps: 1,
+            lr_auto: false,
+            lr_finder: None,
+            progressive: None,
             sampler: Sampler::Shuffle,
             class_weights: None,
             ema: 0.0,
@@ -335,6 +353,27 @@ impl FineTuneConfig {
         self.augment.clone()
     }
 
+    /// The training crop of `epoch` (0-based) of the run's `freeze_epochs + epochs`:
+    /// `augment.size`, or with `progressive = (S, E)` the linear ramp from S (first epoch) to
+    /// E (last), intermediate sizes rounded to a multiple of 8 (fewer distinct kernel shapes)
+    /// and kept between S and E.
+    pub fn train_size(&self, epoch: usize) -> usize {
+        let Some((start, end)) = self.progressive else {
+            return self.augment.size;
+        };
+        let total = self.freeze_epochs + self.epochs;
+        if total <= 1 || epoch + 1 >= total {
+            return end;
+        }
+        if epoch == 0 {
+            return start;
+        }
+        let t = epoch as f64 / (total - 1) as f64;
+        let raw = start as f64 + (end as f64 - start as f64) * t;
+        let rounded = ((raw / 8.0).round() * 8.0) as usize;
+        rounded.clamp(start.min(end), start.max(end))
+    }
+
     /// Checks every setting before anything runs; an error names the flag, the config key,
     /// the value and the allowed range.
     pub fn validate(&self) -> Result<(), TrainError> {
@@ -414,6 +453,23 @@ impl FineTuneConfig {
             v.int("hidden", "hidden", h, 1, 1 << 20);
         }
         v.int("image-size", "augment.size", aug.size, 8, MAX_IMAGE_SIZE);
+        v.int("accum-steps", "accum_steps", self.accum_steps, 1, 1024);
+        if let Some((start, end)) = self.progressive {
+            v.int("progressive", "progressive", start, 8, MAX_IMAGE_SIZE);
+            v.int("progressive", "progressive", end, 8, MAX_IMAGE_SIZE);
+            if end != aug.size {
+                v.check(
+                    false,
+                    "progressive",
+                    "progressive",
+                    format!("{start}:{end}"),
+                    format!(
+                        "END must equal augment.size ({}), the validation crop (--progressive sets it; in a config file set both)",
+                        aug.size
+                    ),
+                );
+            }
+        }
         v.int(
             "resize",
             "resize",
@@ -539,11 +595,15 @@ impl FineTuneConfig {
         if self.arch != "auto" || self.backbone.is_some() {
             let backbone = self.resolve_backbone(None)?;
             let stride = backbone.output_stride();
-            if aug.size < stride {
+            let (flag, key, smallest) = match self.progressive {
+                Some((s, e)) if s.min(e) < aug.size => ("progressive", "progressive", s.min(e)),
+                _ => ("image-size", "augment.size", aug.size),
+            };
+            if smallest < stride {
                 return Err(TrainError::OutOfRange {
-                    flag: Some("image-size".into()),
-                    key: "augment.size".into(),
-                    value: aug.size.to_string(),
+                    flag: Some(flag.into()),
+                    key: key.into(),
+                    value: smallest.to_string(),
                     allowed: format!(
                         "allowed {stride}..={MAX_IMAGE_SIZE} for {} (it downsamples by {stride})",
                         backbone.name()

@@ -18,14 +18,14 @@ use crate::tensorboard::EventWriter;
 use burn::module::{Module, ParamId};
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bytes, DType, Device, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use petal_core::device::{DeviceChoice, select_device};
 use petal_core::weights::StateDict;
 use petal_core::{Classifier, ClassifierConfig};
-use petal_data::augment::Pipeline;
+use petal_data::augment::{AugmentConfig, Pipeline};
 use petal_data::folder::{ScanWarning, SkipCounts, Skipped};
 use petal_data::{EvalTransform, Loader, PackedBatch};
 use std::path::{Path, PathBuf};
@@ -437,6 +437,23 @@ pub fn train_step(
     ctx: &StepContext,
     observe: &mut dyn FnMut(StepEvent),
 ) -> (Classifier, Tensor<1>) {
+    let (grads, metrics, logits) = forward_backward(&model, batch, epoch, ctx, 1.0, observe);
+    let model = apply_step(model, grads, optim, lrs, ctx, observe);
+    observe(StepEvent::Stepped { logits: &logits });
+    (model, metrics)
+}
+
+/// The first half of a step on one (micro-)batch: augmentation, forward, loss, backward of
+/// the loss times `scale` (`1 / N` when `N` batches are accumulated into one step). Returns
+/// the gradients, the unscaled `[loss, correct]` metrics and the logits.
+pub fn forward_backward(
+    model: &Classifier,
+    batch: &PackedBatch,
+    epoch: u64,
+    ctx: &StepContext,
+    scale: f64,
+    observe: &mut dyn FnMut(StepEvent),
+) -> (GradientsParams, Tensor<1>, Tensor<2>) {
     let n = batch.len();
     let x = ctx.pipeline.apply_as(batch, epoch, ctx.dtype, ctx.device);
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
@@ -454,14 +471,30 @@ pub fn train_step(
         logits: &logits,
         loss: &loss,
     });
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let scaled = if scale == 1.0 {
+        loss
+    } else {
+        loss.mul_scalar(scale)
+    };
+    let grads = GradientsParams::from_grads(scaled.backward(), model);
+    (grads, metrics, logits)
+}
+
+/// The second half of a step: optional clipping of the (accumulated) gradients, then the
+/// optimizer step at `lrs`.
+pub fn apply_step(
+    model: Classifier,
+    mut grads: GradientsParams,
+    optim: &mut ModuleOptimizer,
+    lrs: impl Into<ModuleLearningRate>,
+    ctx: &StepContext,
+    observe: &mut dyn FnMut(StepEvent),
+) -> Classifier {
     if let Some(max) = ctx.grad_clip {
         clip_grad_norm(&model, &mut grads, max);
     }
     observe(StepEvent::Backward);
-    let model = optim.step(lrs, model, grads);
-    observe(StepEvent::Stepped { logits: &logits });
-    (model, metrics)
+    optim.step(lrs, model, grads)
 }
 
 /// The optimizer, the scheduler and the trainable set of the current epoch.
@@ -504,7 +537,10 @@ struct Run<'a> {
     valid_loader: Loader,
     pipeline: Pipeline,
     eval_t: EvalTransform,
+    /// Optimizer steps per epoch (loader batches / `accum`).
     bpe: usize,
+    /// Loader batches per optimizer step (`--accum-steps`).
+    accum: usize,
     total_epochs: usize,
     groups_n: usize,
     /// One parameter of each layer group: reads each group's learning rate off the scheduler.
@@ -548,6 +584,13 @@ struct DataReport {
 /// Runs a fine-tune as `config` says, writing everything into `opts.out`.
 pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcome, TrainError> {
     config.validate()?;
+    let found;
+    let config = if config.lr_auto && !opts.resume && config.lr_finder.is_none() {
+        found = auto_lr(config, opts)?;
+        &found
+    } else {
+        config
+    };
     let (mut run, mut model) = Run::open(config, opts)?;
     run.announce(&model);
     let mut stepper: Option<Stepper> = None;
@@ -577,6 +620,50 @@ pub fn train(config: &FineTuneConfig, opts: &TrainOptions) -> Result<TrainOutcom
         }
     }
     Ok(run.finish(stop))
+}
+
+/// `--lr auto`: the LR finder on the run's data and phase-1 model (its plot and numbers in
+/// `OUT/lr_find/`), then the configuration with `lr` = its suggestion (also kept as
+/// `lr_finder`, so `config.json` says where the rate came from).
+fn auto_lr(config: &FineTuneConfig, opts: &TrainOptions) -> Result<FineTuneConfig, TrainError> {
+    let dir = opts.out.join("lr_find");
+    let r = crate::lr_find::lr_find(
+        config,
+        &crate::lr_find::LrFindOptions {
+            out: dir.clone(),
+            ..Default::default()
+        },
+    )?;
+    let lr = r.suggestion;
+    if !(lr.is_finite() && lr > config.min_lr && lr <= 1.0) {
+        return Err(TrainError::Config {
+            what: "--lr auto (config key lr_auto)".into(),
+            reason: format!(
+                "the learning-rate finder suggested {lr:e}{}, not a usable rate above min_lr {}: give --lr VALUE (see {})",
+                if r.diverged {
+                    " (the loss diverged)"
+                } else {
+                    ""
+                },
+                config.min_lr,
+                dir.join("lr_find.png").display()
+            ),
+        });
+    }
+    if opts.verbose {
+        println!(
+            "lr auto: the learning-rate finder suggests {lr:.2e} (fastai's valley over {} steps; {})",
+            r.lrs.len(),
+            dir.join("lr_find.png").display()
+        );
+    }
+    let found = FineTuneConfig {
+        lr,
+        lr_finder: Some(lr),
+        ..config.clone()
+    };
+    found.validate()?;
+    Ok(found)
 }
 
 impl<'a> Run<'a> {
@@ -731,6 +818,17 @@ impl<'a> Run<'a> {
             warnings,
         };
         let train_loader = data::loader(config, train_src, true);
+        let accum = config.accum_steps.max(1);
+        if train_loader.batches_per_epoch() < accum {
+            return Err(TrainError::Config {
+                what: format!("--accum-steps {accum} (config key accum_steps)"),
+                reason: format!(
+                    "an epoch has only {} batches of {}: at most that many can be accumulated",
+                    train_loader.batches_per_epoch(),
+                    config.batch_size
+                ),
+            });
+        }
         let valid_loader = data::loader(config, valid_src, false);
         let probes = {
             let ids = float_param_ids(&model);
@@ -759,7 +857,8 @@ impl<'a> Run<'a> {
             resume,
             state,
             records,
-            bpe: train_loader.batches_per_epoch(),
+            bpe: train_loader.batches_per_epoch() / accum,
+            accum,
             train_loader,
             valid_loader,
             pipeline: Pipeline::train(config.augment_config(), config.seed),
@@ -827,12 +926,26 @@ impl<'a> Run<'a> {
             c.epochs,
             c.unfreeze,
             self.bpe,
-            c.batch_size,
+            if self.accum > 1 {
+                format!("{} × {} (accumulated)", self.accum, c.batch_size)
+            } else {
+                c.batch_size.to_string()
+            },
             c.lr,
             c.lr_mult,
             c.wd,
             c.schedule
         ));
+        if c.progressive.is_some() {
+            let sizes: Vec<String> = (0..self.total_epochs)
+                .map(|e| c.train_size(e).to_string())
+                .collect();
+            self.say(format!(
+                "progressive resizing: training crops {} (per epoch), validation {}",
+                sizes.join(" → "),
+                c.augment.size
+            ));
+        }
         if self.opts.resume {
             self.say(format!(
                 "resuming {} at epoch {}, batch {} (step {})",
@@ -959,7 +1072,7 @@ impl<'a> Run<'a> {
         };
         let bar = Progress::new(
             self.opts.verbose,
-            self.bpe,
+            self.bpe * self.accum,
             format!(
                 "epoch {}/{} {}",
                 epoch + 1,
@@ -967,8 +1080,16 @@ impl<'a> Run<'a> {
                 self.phase_name(epoch, st.trainable)
             ),
         );
+        // Progressive resizing: this epoch's crop (the run's pipeline otherwise).
+        let resized = (config.progressive.is_some()).then(|| {
+            let aug = AugmentConfig {
+                size: config.train_size(epoch),
+                ..config.augment_config()
+            };
+            Pipeline::train(aug, config.seed)
+        });
         let ctx = StepContext {
-            pipeline: &self.pipeline,
+            pipeline: resized.as_ref().unwrap_or(&self.pipeline),
             dtype: self.dtype,
             device: &self.train_device,
             label_smoothing: config.label_smoothing,
@@ -976,31 +1097,56 @@ impl<'a> Run<'a> {
             grad_clip: config.grad_clip,
         };
         let t_train = Instant::now();
+        // `--accum-steps N`: N loader batches (micro-batches) per optimizer step, each loss
+        // scaled by 1/N so the summed gradients are those of the N·B mean; the scheduler
+        // counts optimizer steps (`self.bpe` of them per epoch) and a run stops only between
+        // steps, so no half-accumulated gradient needs saving.
+        let accum = self.accum;
+        let micro_total = self.bpe * accum;
+        let mut acc: GradientsAccumulator<Classifier> = GradientsAccumulator::new();
+        let (mut step_loss, mut lr_base) = (0.0f64, 0.0f64);
         for (b, batch) in self
             .train_loader
             .epoch_from(epoch as u64, skip)
             .into_iter()
             .enumerate()
         {
+            let pos = b + skip;
+            if pos >= micro_total {
+                break; // batches that would not fill a last step
+            }
+            let k = pos % accum;
+            let completes_step = k + 1 == accum;
             let state = &mut self.state;
-            self.train_device.seed(mix(config.seed, state.global_step));
-            let lrs = st.scheduler.step();
-            let lr_base = lrs.base();
-            sums.last_lrs = self
-                .probes
-                .iter()
-                .map(|id| lrs.lr_from_param(*id, None))
-                .collect();
-            let metrics;
-            (model, metrics) = train_step(
-                model,
+            let seed = mix(config.seed, state.global_step);
+            self.train_device
+                .seed(if k == 0 { seed } else { mix(seed, k as u64) });
+            let (grads, metrics, _) = forward_backward(
+                &model,
                 &batch,
                 epoch as u64,
-                &mut st.optim,
-                lrs,
                 &ctx,
+                1.0 / accum as f64,
                 &mut |_| {},
             );
+            if completes_step {
+                let lrs = st.scheduler.step();
+                lr_base = lrs.base();
+                sums.last_lrs = self
+                    .probes
+                    .iter()
+                    .map(|id| lrs.lr_from_param(*id, None))
+                    .collect();
+                let grads = if accum == 1 {
+                    grads
+                } else {
+                    acc.accumulate(&model, grads);
+                    acc.grads()
+                };
+                model = apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {});
+            } else {
+                acc.accumulate(&model, grads);
+            }
             let mv: Vec<f32> = metrics
                 .into_data()
                 .convert::<f32>()
@@ -1022,15 +1168,19 @@ impl<'a> Run<'a> {
             sums.loss_sum += loss_v as f64 * n as f64;
             sums.seen += n;
             sums.imgs_this_run += n;
+            state.batch_in_epoch = pos + 1;
+            step_loss += loss_v as f64 / accum as f64;
+            if !completes_step {
+                continue;
+            }
             state.global_step += 1;
             state.phase_step += 1;
-            state.batch_in_epoch = b + skip + 1;
             if let Some(ema) = self.ema.as_mut() {
                 ema.update(&model, state.global_step);
             }
             if self.tb.is_some() {
                 let step = state.global_step;
-                let mut values = vec![("train/loss".to_string(), loss_v as f64)];
+                let mut values = vec![("train/loss".to_string(), step_loss)];
                 values.extend(
                     self.group_names
                         .iter()
@@ -1039,10 +1189,11 @@ impl<'a> Run<'a> {
                 );
                 log_scalars(&mut self.tb, step, &values);
             }
+            step_loss = 0.0;
             let state = &mut self.state;
             let ips = sums.imgs_this_run as f64 / t_train.elapsed().as_secs_f64();
             bar.tick(
-                b + skip + 1,
+                pos + 1,
                 format!(
                     "loss {:.4} acc {:.1}% {:.0} img/s",
                     sums.loss_sum / sums.seen as f64,
@@ -1055,7 +1206,7 @@ impl<'a> Run<'a> {
                     .opts
                     .stop_at_step
                     .is_some_and(|s| state.global_step >= s);
-            if stop_now && state.batch_in_epoch < self.bpe {
+            if stop_now && state.batch_in_epoch < micro_total {
                 state.partial = (sums.loss_sum, sums.correct, sums.seen);
                 state.trainable_groups = st.trainable;
                 sums.interrupted = true;
