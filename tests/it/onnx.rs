@@ -7,7 +7,7 @@ use crate::common::*;
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use petal::models::head::PoolOrder;
-use petal::models::onnx::{OPSET, classifier_to_onnx, proto};
+use petal::models::onnx::{InputNorm, OPSET, classifier_to_onnx, proto};
 use petal::models::weights::load_classifier;
 use petal::models::{Classifier, ClassifierConfig, HeadConfig};
 use prost::Message;
@@ -15,6 +15,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const SIZE: usize = 64;
+/// A run's own normalisation, recorded in the metadata.
+const NORM: InputNorm = InputNorm {
+    mean: [0.5, 0.25, 0.125],
+    std: [0.5, 0.5, 2.0],
+};
 
 /// Runs `bytes` in tract on `x` (`[n, 3, SIZE, SIZE]`); returns (logits, probabilities).
 fn tract_run(bytes: &[u8], n: usize, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
@@ -45,7 +50,7 @@ fn check(model: &Classifier, arch: &str, what: &str) {
     let device = flex();
     let k = model.num_classes();
     let classes: Vec<String> = (0..k).map(|i| format!("class {i}")).collect();
-    let onnx = classifier_to_onnx(model, arch, &classes, SIZE, &[]).unwrap();
+    let onnx = classifier_to_onnx(model, arch, &classes, SIZE, NORM, &[]).unwrap();
     let bytes = onnx.encode_to_vec();
 
     // The file as written: opset, dynamic batch, outputs, class names.
@@ -72,6 +77,9 @@ fn check(model: &Classifier, arch: &str, what: &str) {
     };
     let names: Vec<String> = serde_json::from_str(&meta("petal.classes").unwrap()).unwrap();
     assert_eq!(names, classes);
+    assert_eq!(meta("petal.mean").unwrap(), "[0.5,0.25,0.125]");
+    assert_eq!(meta("petal.std").unwrap(), "[0.5,0.5,2.0]");
+    assert_eq!(meta("petal.image_size").unwrap(), SIZE.to_string());
 
     for n in [2, 3] {
         // A seeded host-side input: the same numbers whatever other tests draw.

@@ -6,6 +6,12 @@ use petal::data::{ClassList, Loader, LoaderConfig, Sample, Source};
 use petal::trainer::data::class_weights;
 use petal::trainer::train::{cross_entropy_loss, weighted_cross_entropy_loss};
 
+/// `[N, 3]` logits on `device`.
+fn logits_tensor(rows: &[[f64; 3]], device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = rows.iter().flatten().map(|&v| v as f32).collect();
+    Tensor::<2>::from_data(TensorData::new(v, [rows.len(), 3]), device)
+}
+
 /// PyTorch's `CrossEntropyLoss(weight=w, label_smoothing=eps)` (mean), by hand in f64.
 fn torch_weighted_ce(logits: &[[f64; 3]], labels: &[usize], w: &[f64; 3], eps: f64) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
@@ -31,17 +37,7 @@ fn weighted_cross_entropy_is_pytorchs() {
     ];
     let labels = [0usize, 1, 2, 1];
     let w = [1.0, 2.0, 0.5];
-    let x = Tensor::<2>::from_data(
-        TensorData::new(
-            logits
-                .iter()
-                .flatten()
-                .map(|&v| v as f32)
-                .collect::<Vec<_>>(),
-            [4, 3],
-        ),
-        &device,
-    );
+    let x = logits_tensor(&logits, &device);
     let y = Tensor::<1, Int>::from_data(
         TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [4]),
         &device,
@@ -304,4 +300,35 @@ fn accumulating_two_half_batches_equals_one_batch_without_batchnorm() {
     println!("accumulation vs one batch: max |Δparam| {worst:e}, {moved} values moved");
     assert!(moved > 100, "the step moved the weights");
     assert!(worst < 1e-5, "accumulated step differs by {worst:e}");
+}
+
+#[test]
+fn soft_target_loss_with_mixed_targets_is_timms() {
+    use petal::data::mix::mixed_targets;
+    use petal::trainer::train::soft_target_cross_entropy;
+    let device = Device::flex();
+    let logits = [[2.0f64, 0.0, -1.0], [0.5, 1.5, 0.0], [-0.3, 0.2, 2.2]];
+    let labels = [0usize, 2, 1];
+    let (lambda, eps) = (0.7f32, 0.1f32);
+    let t = mixed_targets(&labels, 3, lambda, eps);
+    // timm: SoftTargetCrossEntropy(x, mixup_target(y, K, λ, ε)), by hand in f64.
+    let mut want = 0.0;
+    for (i, z) in logits.iter().enumerate() {
+        let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+        for c in 0..3 {
+            want -= t[i * 3 + c] as f64 * (z[c] - lse);
+        }
+    }
+    want /= 3.0;
+    let x = logits_tensor(&logits, &device);
+    let tt = Tensor::<2>::from_data(TensorData::new(t, [3, 3]), &device);
+    let got: f32 = soft_target_cross_entropy(x.clone(), tt).into_scalar();
+    assert!((got as f64 - want).abs() < 1e-6, "{got} vs {want}");
+    // λ = 1: the smoothed hard-label loss.
+    let t1 = mixed_targets(&labels, 3, 1.0, eps);
+    let t1 = Tensor::<2>::from_data(TensorData::new(t1, [3, 3]), &device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 2, 1], [3]), &device);
+    let a: f32 = soft_target_cross_entropy(x.clone(), t1).into_scalar();
+    let b: f32 = cross_entropy_loss(x, y, eps as f64).into_scalar();
+    assert!((a - b).abs() < 1e-6, "{a} vs {b}");
 }

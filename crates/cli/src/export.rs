@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use petal_core::export::{torchvision_state_dict, write_pth, write_safetensors};
-use petal_core::onnx::{classifier_to_onnx, write_onnx};
+use petal_core::onnx::{InputNorm, classifier_to_onnx, write_onnx};
 use petal_core::weights::load_classifier;
 use petal_trainer::checkpoint::load_checkpoint_model;
 use petal_trainer::eval::read_run;
@@ -78,8 +78,18 @@ pub fn run(args: ExportArgs) -> Result<i32> {
             let ckpt = run.join(ckpt_name);
             let (model, config) = load_checkpoint_model(&ckpt, &device)
                 .with_context(|| format!("reading {}", ckpt.display()))?;
-            let size = run_config.augment.size;
-            (model, config, Some(classes.names), ckpt, Some(size))
+            let a = &run_config.augment;
+            let norm = InputNorm {
+                mean: a.mean,
+                std: a.std,
+            };
+            (
+                model,
+                config,
+                Some(classes.names),
+                ckpt,
+                Some((a.size, norm)),
+            )
         }
         (None, Some(weights)) => {
             let (model, config, _) = load_classifier(weights, None, &device)?;
@@ -88,6 +98,10 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         (None, None) => bail!("give --run DIR or --weights FILE"),
     };
     if args.format == Format::Onnx {
+        let (run_size, norm) = match run_size {
+            Some((s, n)) => (Some(s), n),
+            None => (None, InputNorm::default()),
+        };
         let size = args.image_size.or(run_size).unwrap_or(224);
         let min = config.backbone.family().output_stride();
         if size < min {
@@ -99,7 +113,14 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         let names = classes.unwrap_or_else(|| default_class_names(config.num_classes));
         let arch = config.backbone.name();
         let head = serde_json::to_string(&config.head)?;
-        let onnx = classifier_to_onnx(&model, &arch, &names, size, &[("petal.head".into(), head)])?;
+        let onnx = classifier_to_onnx(
+            &model,
+            &arch,
+            &names,
+            size,
+            norm,
+            &[("petal.head".into(), head)],
+        )?;
         let nodes = onnx.graph.as_ref().map_or(0, |g| g.node.len());
         write_onnx(&args.out, &onnx)?;
         println!(

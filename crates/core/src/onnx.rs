@@ -9,9 +9,9 @@
 //! of `onnx.proto` petal writes ([`proto`], `prost`-derived with onnx.proto's field numbers).
 //!
 //! The model: opset 17, IR version 8, float32; input `input` of shape `[batch, 3, S, S]`
-//! (dynamic `batch`) holding images **already normalised** with the ImageNet mean and
-//! standard deviation (as `petal predict` feeds its model; the values are in the metadata
-//! `petal.mean` / `petal.std`); outputs `logits` `[batch, classes]` and `probabilities`
+//! (dynamic `batch`) holding images **already normalised** with the run's mean and standard
+//! deviation (ImageNet's by default; as `petal predict` feeds its model; the values are in the
+//! metadata `petal.mean` / `petal.std`); outputs `logits` `[batch, classes]` and `probabilities`
 //! (their softmax). Metadata: `petal.classes` (JSON list of the class names, in output
 //! order), `petal.arch`, `petal.image_size` and whatever the caller adds.
 
@@ -590,19 +590,36 @@ fn value_info(name: &str, dims: &[Result<usize, &str>]) -> ValueInfoProto {
     }
 }
 
-/// The ImageNet mean the input is normalised with (as `petal predict`).
-pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// The ImageNet standard deviation the input is normalised with.
-pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// How the model's input is normalised: `(pixel / 255 − mean) / std` per RGB channel (a
+/// run's `augment.mean` / `augment.std`; ImageNet's by default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InputNorm {
+    /// Per-channel mean.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation.
+    pub std: [f32; 3],
+}
+
+impl Default for InputNorm {
+    /// ImageNet's mean and standard deviation (torchvision's weights expect them).
+    fn default() -> Self {
+        Self {
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+}
 
 /// The whole classifier as an ONNX model (see the [module docs](self) for its inputs,
-/// outputs and metadata). `image_size` is the side `S` of the input; `metadata` is added to
-/// the model's `metadata_props` after petal's own keys.
+/// outputs and metadata). `image_size` is the side `S` of the input, `norm` the
+/// normalisation the input is expected to carry (recorded, not applied); `metadata` is added
+/// to the model's `metadata_props` after petal's own keys.
 pub fn classifier_to_onnx(
     model: &Classifier,
     arch: &str,
     classes: &[String],
     image_size: usize,
+    norm: InputNorm,
     metadata: &[(String, String)],
 ) -> Result<ModelProto, CoreError> {
     if classes.len() != model.num_classes() {
@@ -635,7 +652,6 @@ pub fn classifier_to_onnx(
         ..Default::default()
     });
     let k = classes.len();
-    let json = |v: &dyn erased_json::Json| v.json();
     let mut props = vec![
         ("petal.classes".to_string(), json(&classes)),
         ("petal.arch".to_string(), arch.to_string()),
@@ -646,8 +662,8 @@ pub fn classifier_to_onnx(
                 "input [batch, 3, {image_size}, {image_size}] float32, RGB, (pixel/255 - mean) / std"
             ),
         ),
-        ("petal.mean".to_string(), json(&MEAN.to_vec())),
-        ("petal.std".to_string(), json(&STD.to_vec())),
+        ("petal.mean".to_string(), json(&norm.mean)),
+        ("petal.std".to_string(), json(&norm.std)),
     ];
     props.extend(metadata.iter().cloned());
     let graph = GraphProto {
@@ -684,15 +700,8 @@ pub fn classifier_to_onnx(
 }
 
 /// JSON of plain values (strings, floats): serialising them cannot fail.
-mod erased_json {
-    pub trait Json {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
-    }
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Writes `model` to `path` (atomically: a temporary file renamed into place).

@@ -11,6 +11,7 @@
 //! - [`loader`]: packed uint8 batches, decoded in parallel ahead of the training step.
 //! - [`augment`]: the training augmentation / eval preprocessing of packed batches as one
 //!   fused GPU pass (seeded per-sample parameters; CPU reference off wgpu).
+//! - [`mix`]: MixUp / CutMix batch parameters and soft targets (timm's `Mixup`).
 #![warn(missing_docs)]
 
 pub mod augment;
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod error;
 pub mod folder;
 pub mod loader;
+pub mod mix;
 pub mod oxford;
 pub mod synthetic;
 pub mod transform;

@@ -12,7 +12,10 @@
 //! BatchNorm / bias parameters), per-step
 //! linear warmup + cosine annealing (Burn's schedulers) or one-cycle, label smoothing,
 //! global-norm gradient clipping, training batches through the fused GPU augmentation and
-//! validation through the eval transform. A run directory holds `config.json`,
+//! validation through the eval transform. Levers beyond the seed's recipe: an exponential
+//! moving average of the weights ([`ema`], timm's `ModelEmaV3`), gradient accumulation,
+//! class-balanced sampling and class-weighted loss, progressive resizing and `lr = auto`
+//! from the learning-rate finder ([`lr_find`]). A run directory holds `config.json`,
 //! `classes.json`, `metrics.jsonl` / `metrics.csv`, `curves.png` (the learning rate per
 //! step), atomic `best.ckpt` / `last.ckpt` checkpoints from which `--resume` continues
 //! exactly, and with `tensorboard` TensorBoard event files under `tb/` ([`tensorboard`]).

@@ -245,6 +245,18 @@ pub fn weighted_cross_entropy_loss(
     (nll.mul_scalar(1.0 - eps) + smooth.mul_scalar(eps / k as f64)) / denom
 }
 
+/// timm's `SoftTargetCrossEntropy`: `mean_i(−Σ_c t_ic · log softmax(z)_ic)` for soft targets
+/// (MixUp / CutMix: [`petal_data::mix::mixed_targets`], label smoothing already inside).
+///
+/// # Shapes
+/// - `logits`: `[N, K]`, `targets`: `[N, K]` (rows summing to 1) → `[1]`
+pub fn soft_target_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+    let [n, _] = logits.dims();
+    let logp = log_softmax(logits, 1);
+    let t = targets.cast(logp.dtype());
+    (logp * t).sum().neg().div_scalar(n as f64)
+}
+
 /// A training step's metrics as one small f32 tensor `[loss, correct]`, left on the device
 /// so the step costs one host read (after the optimizer step is queued) instead of a read of
 /// the loss before the backward pass and of the whole logits after it.
