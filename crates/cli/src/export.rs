@@ -1,11 +1,13 @@
 //! `petal export`: a trained run's model as ONNX (the whole classifier, for onnxruntime,
 //! TensorRT, OpenVINO, a browser) or as a PyTorch state dict in torchvision's names.
 
+use crate::predict::load_labels;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use petal_core::export::{torchvision_state_dict, write_pth, write_safetensors};
 use petal_core::onnx::{InputNorm, classifier_to_onnx, write_onnx};
 use petal_core::weights::load_classifier;
+use petal_core::{Classifier, ClassifierConfig};
 use petal_trainer::checkpoint::load_checkpoint_model;
 use petal_trainer::eval::read_run;
 use std::collections::HashMap;
@@ -53,13 +55,30 @@ pub struct ExportArgs {
     force: bool,
 }
 
+/// `--checkpoint best|last` (or the file names) → the run's checkpoint file.
+pub(crate) fn checkpoint_file(arg: &str) -> Result<&'static str> {
+    match arg {
+        "best" | "best.ckpt" => Ok("best.ckpt"),
+        "last" | "last.ckpt" => Ok("last.ckpt"),
+        other => bail!("--checkpoint {other}: use best or last"),
+    }
+}
+
+/// What is exported, read from a run's checkpoint or a weight file.
+struct Source {
+    model: Classifier,
+    config: ClassifierConfig,
+    /// The run's class names (`None` for a bare weight file).
+    classes: Option<Vec<String>>,
+    /// The file read.
+    file: PathBuf,
+    /// The run's training crop and normalisation (`None` for a bare weight file).
+    input: Option<(usize, InputNorm)>,
+}
+
 /// Runs `petal export`.
 pub fn run(args: ExportArgs) -> Result<i32> {
-    let ckpt_name = match args.checkpoint.as_str() {
-        "best" | "best.ckpt" => "best.ckpt",
-        "last" | "last.ckpt" => "last.ckpt",
-        other => bail!("--checkpoint {other}: use best or last"),
-    };
+    let ckpt_name = checkpoint_file(&args.checkpoint)?;
     if args.out.exists() && !args.force {
         bail!(
             "--out {} exists: pass --force to replace it, or choose another file",
@@ -72,67 +91,88 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         bail!("--image-size {s}: must be in [32, 4096]");
     }
     let device = burn::tensor::Device::flex();
-    let (model, config, classes, source, run_size) = match (&args.run, &args.weights) {
+    let src = match (&args.run, &args.weights) {
         (Some(run), _) => {
             let (run_config, classes) = read_run(run)?;
-            let ckpt = run.join(ckpt_name);
-            let (model, config) = load_checkpoint_model(&ckpt, &device)
-                .with_context(|| format!("reading {}", ckpt.display()))?;
+            let file = run.join(ckpt_name);
+            let (model, config) = load_checkpoint_model(&file, &device)
+                .with_context(|| format!("reading {}", file.display()))?;
             let a = &run_config.augment;
             let norm = InputNorm {
                 mean: a.mean,
                 std: a.std,
             };
-            (
+            Source {
                 model,
                 config,
-                Some(classes.names),
-                ckpt,
-                Some((a.size, norm)),
-            )
+                classes: Some(classes.names),
+                file,
+                input: Some((a.size, norm)),
+            }
         }
         (None, Some(weights)) => {
             let (model, config, _) = load_classifier(weights, None, &device)?;
-            (model, config, None, weights.clone(), None)
+            Source {
+                model,
+                config,
+                classes: None,
+                file: weights.clone(),
+                input: None,
+            }
         }
         (None, None) => bail!("give --run DIR or --weights FILE"),
     };
-    if args.format == Format::Onnx {
-        let (run_size, norm) = match run_size {
-            Some((s, n)) => (Some(s), n),
-            None => (None, InputNorm::default()),
-        };
-        let size = args.image_size.or(run_size).unwrap_or(224);
-        let min = config.backbone.family().output_stride();
-        if size < min {
-            bail!(
-                "--image-size {size}: {} needs at least {min}",
-                config.backbone.name()
-            );
-        }
-        let names = classes.unwrap_or_else(|| default_class_names(config.num_classes));
-        let arch = config.backbone.name();
-        let head = serde_json::to_string(&config.head)?;
-        let onnx = classifier_to_onnx(
-            &model,
-            &arch,
-            &names,
-            size,
-            norm,
-            &[("petal.head".into(), head)],
-        )?;
-        let nodes = onnx.graph.as_ref().map_or(0, |g| g.node.len());
-        write_onnx(&args.out, &onnx)?;
-        println!(
-            "wrote {} (ONNX opset {}, {nodes} nodes, {arch}, input [batch, 3, {size}, {size}] normalised, {} classes) from {}",
-            args.out.display(),
-            petal_core::onnx::OPSET,
-            config.num_classes,
-            source.display()
-        );
-        return Ok(0);
+    match args.format {
+        Format::Onnx => export_onnx(&args, src),
+        Format::Safetensors | Format::Pth => export_state_dict(&args, src),
     }
-    let tensors = torchvision_state_dict(&model, &config.backbone)?;
+}
+
+/// `--format onnx`: the whole classifier.
+fn export_onnx(args: &ExportArgs, src: Source) -> Result<i32> {
+    let (run_size, norm) = match src.input {
+        Some((s, n)) => (Some(s), n),
+        None => (None, InputNorm::default()),
+    };
+    let config = &src.config;
+    let size = args.image_size.or(run_size).unwrap_or(224);
+    let min = config.backbone.family().output_stride();
+    if size < min {
+        bail!(
+            "--image-size {size}: {} needs at least {min}",
+            config.backbone.name()
+        );
+    }
+    let names = match src.classes {
+        Some(names) => names,
+        None => load_labels(None, config.num_classes)?,
+    };
+    let arch = config.backbone.name();
+    let head = serde_json::to_string(&config.head)?;
+    let onnx = classifier_to_onnx(
+        &src.model,
+        &arch,
+        &names,
+        size,
+        norm,
+        &[("petal.head".into(), head)],
+    )?;
+    let nodes = onnx.graph.as_ref().map_or(0, |g| g.node.len());
+    write_onnx(&args.out, &onnx)?;
+    println!(
+        "wrote {} (ONNX opset {}, {nodes} nodes, {arch}, input [batch, 3, {size}, {size}] normalised, {} classes) from {}",
+        args.out.display(),
+        petal_core::onnx::OPSET,
+        config.num_classes,
+        src.file.display()
+    );
+    Ok(0)
+}
+
+/// `--format safetensors|pth`: the state dict in torchvision's names.
+fn export_state_dict(args: &ExportArgs, src: Source) -> Result<i32> {
+    let config = &src.config;
+    let tensors = torchvision_state_dict(&src.model, &config.backbone)?;
     let mut metadata = HashMap::from([
         ("format".to_string(), "pt".to_string()),
         ("petal.arch".to_string(), config.backbone.name()),
@@ -141,14 +181,14 @@ pub fn run(args: ExportArgs) -> Result<i32> {
             serde_json::to_string(&config.head)?,
         ),
     ]);
-    if let Some(names) = classes {
-        metadata.insert("petal.classes".into(), serde_json::to_string(&names)?);
+    if let Some(names) = &src.classes {
+        metadata.insert("petal.classes".into(), serde_json::to_string(names)?);
     }
-    match args.format {
-        Format::Safetensors => write_safetensors(&args.out, &tensors, metadata)?,
+    if args.format == Format::Pth {
         // (A .pth has no metadata: the class names stay in the run's classes.json.)
-        Format::Pth => write_pth(&args.out, &tensors)?,
-        Format::Onnx => {} // written above
+        write_pth(&args.out, &tensors)?;
+    } else {
+        write_safetensors(&args.out, &tensors, metadata)?;
     }
     println!(
         "wrote {} ({} tensors, {} in torchvision's names, {} classes) from {}",
@@ -156,20 +196,7 @@ pub fn run(args: ExportArgs) -> Result<i32> {
         tensors.len(),
         config.backbone.name(),
         config.num_classes,
-        source.display()
+        src.file.display()
     );
     Ok(0)
-}
-
-/// Class names for a bare state dict, as `petal predict --weights` names them: ImageNet's
-/// for a 1000-class model, else the indices.
-fn default_class_names(k: usize) -> Vec<String> {
-    if k == 1000 {
-        petal_core::imagenet::imagenet_classes()
-            .into_iter()
-            .map(String::from)
-            .collect()
-    } else {
-        (0..k).map(|i| i.to_string()).collect()
-    }
 }

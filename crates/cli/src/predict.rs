@@ -86,7 +86,9 @@ struct Prediction {
     logits: Option<Vec<f32>>,
 }
 
-fn load_labels(spec: Option<&str>, classes: usize) -> Result<Vec<String>> {
+/// Class names: from `--classes` (`imagenet` or a JSON file), else ImageNet's for a
+/// 1000-class model and the indices otherwise.
+pub(crate) fn load_labels(spec: Option<&str>, classes: usize) -> Result<Vec<String>> {
     let labels: Vec<String> = match spec {
         None if classes == 1000 => imagenet_classes().into_iter().map(String::from).collect(),
         None => return Ok((0..classes).map(|i| i.to_string()).collect()),

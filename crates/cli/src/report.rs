@@ -5,7 +5,7 @@
 //! no script, no network.
 
 use crate::augment_preview;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use base64::Engine;
 use clap::Args;
 use image::{ImageFormat, RgbImage};
@@ -49,11 +49,7 @@ const THUMB: u32 = 160;
 
 /// Runs `petal report`.
 pub fn run(args: ReportArgs) -> Result<i32> {
-    let checkpoint = match args.checkpoint.as_str() {
-        "best" | "best.ckpt" => "best.ckpt",
-        "last" | "last.ckpt" => "last.ckpt",
-        other => bail!("--checkpoint {other}: use best or last"),
-    };
+    let checkpoint = crate::export::checkpoint_file(&args.checkpoint)?;
     crate::check_range("worst", args.worst, 0, 1000)?;
     crate::check_range("augment-samples", args.augment_samples, 0, 64)?;
     let (mut config, _) = read_run(&args.run)?;
