@@ -14,7 +14,7 @@ use petal_data::{DEFAULT_MAX_PIXELS, PackedBatch, Source};
 use petal_trainer::eval::{EvalReport, read_run};
 use petal_trainer::metrics::{EpochRecord, read_metrics};
 use petal_trainer::train::{device_of, head_lr_steps};
-use petal_trainer::{EvalOptions, FineTuneConfig, evaluate, plot};
+use petal_trainer::{EvalOptions, FineTuneConfig, evaluate_with, plot};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -52,31 +52,30 @@ pub fn run(args: ReportArgs) -> Result<i32> {
     let checkpoint = crate::export::checkpoint_file(&args.checkpoint)?;
     crate::check_range("worst", args.worst, 0, 1000)?;
     crate::check_range("augment-samples", args.augment_samples, 0, 64)?;
-    let (mut config, _) = read_run(&args.run)?;
+    let (mut config, classes) = read_run(&args.run)?;
     if let Some(d) = &args.device {
         config.device = d.clone();
     }
     let records = read_metrics(&args.run)?;
-    let eval = evaluate(&EvalOptions {
-        data: args.data.clone(),
-        checkpoint: checkpoint.into(),
-        worst: args.worst,
-        device: args.device.clone(),
-        thumbnails: THUMB,
-        ..EvalOptions::new(args.run.clone())
-    })?;
+    // The data opened once: evaluation reads its split, the page the counts and the
+    // augmentation preview the training images.
     let data = petal_trainer::data::open(&config, args.data.as_deref())?;
-    let counts = |s: &Source| {
-        let mut c = vec![0u64; data.classes.names.len()];
-        for i in 0..s.len() {
-            if let Some(v) = c.get_mut(s.label(i)) {
-                *v += 1;
-            }
-        }
-        c
-    };
-    let train_counts = counts(&data.train);
-    let valid_counts = counts(&data.valid);
+    let eval = evaluate_with(
+        &EvalOptions {
+            data: args.data.clone(),
+            checkpoint: checkpoint.into(),
+            worst: args.worst,
+            device: args.device.clone(),
+            thumbnails: THUMB,
+            ..EvalOptions::new(args.run.clone())
+        },
+        config.clone(),
+        &classes,
+        &data,
+    )?;
+    let k = data.classes.names.len();
+    let train_counts = data.train.class_counts(k);
+    let valid_counts = data.valid.class_counts(k);
 
     let curves = curves_png(&config, &records)?;
     let preview = augmentation_preview(&config, &data.train, args.augment_samples)?;
@@ -240,8 +239,8 @@ struct Page<'a> {
     eval: &'a EvalReport,
     names: &'a [String],
     description: &'a str,
-    train_counts: &'a [u64],
-    valid_counts: &'a [u64],
+    train_counts: &'a [usize],
+    valid_counts: &'a [usize],
     curves: Option<&'a [u8]>,
     preview: Option<&'a RgbImage>,
 }
@@ -389,8 +388,8 @@ impl Page<'_> {
         writeln!(
             h,
             "<tr><th></th><th>total</th><th class=\"num\">{}</th><th class=\"num\">{}</th><th></th></tr></table></div>",
-            self.train_counts.iter().sum::<u64>(),
-            self.valid_counts.iter().sum::<u64>()
+            self.train_counts.iter().sum::<usize>(),
+            self.valid_counts.iter().sum::<usize>()
         )?;
         if self.eval.skipped > 0 {
             writeln!(

@@ -72,6 +72,17 @@ impl Source {
         }
     }
 
+    /// Samples per class `0..k` (labels `≥ k` are not counted).
+    pub fn class_counts(&self, k: usize) -> Vec<usize> {
+        let mut counts = vec![0; k];
+        for i in 0..self.len() {
+            if let Some(c) = counts.get_mut(self.label(i)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
     /// A printable name of sample `i` (its path, or `synthetic flower N`).
     pub fn name(&self, i: usize) -> String {
         match self {
@@ -196,11 +207,7 @@ pub struct LoadWarning {
 /// Per-sample weights `1 / count(label)` (`None` for an empty source).
 fn balanced_weights(source: &Source) -> Option<Vec<f64>> {
     let labels: Vec<usize> = (0..source.len()).map(|i| source.label(i)).collect();
-    let k = labels.iter().max()? + 1;
-    let mut counts = vec![0usize; k];
-    for &l in &labels {
-        counts[l] += 1;
-    }
+    let counts = source.class_counts(labels.iter().max()? + 1);
     Some(labels.iter().map(|&l| 1.0 / counts[l] as f64).collect())
 }
 

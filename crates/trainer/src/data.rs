@@ -162,17 +162,6 @@ pub fn eval_batch(
     Tensor::from_data(TensorData::new(data, [batch.len(), 3, s, s]), device)
 }
 
-/// Images per class of `source` (`k` classes).
-pub fn class_counts(source: &Source, k: usize) -> Vec<usize> {
-    let mut counts = vec![0; k];
-    for i in 0..source.len() {
-        if let Some(c) = counts.get_mut(source.label(i)) {
-            *c += 1;
-        }
-    }
-    counts
-}
-
 /// `--class-weights`: `auto` gives `n / (K · n_c)` (scikit-learn's "balanced"; 0 for a class
 /// without training images); otherwise `spec` is a JSON file holding K weights in label
 /// order, or an object from class name (display or folder name) to weight, the classes it

@@ -3,7 +3,7 @@
 
 use crate::checkpoint::load_checkpoint_model;
 use crate::config::FineTuneConfig;
-use crate::data;
+use crate::data::{self, RunData};
 use crate::error::TrainError;
 use crate::metrics::{Tally, argmax, cross_entropy, write_atomic};
 use crate::plot;
@@ -152,7 +152,19 @@ pub fn read_run(run: &Path) -> Result<(FineTuneConfig, ClassList), TrainError> {
 
 /// Evaluates a run; writes `confusion.csv`, `confusion.png` and `eval_<split>.json` into it.
 pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
-    let (mut config, classes) = read_run(&opts.run)?;
+    let (config, classes) = read_run(&opts.run)?;
+    let run_data = data::open(&config, opts.data.as_deref())?;
+    evaluate_with(opts, config, &classes, &run_data)
+}
+
+/// [`evaluate`] on data already opened (`data::open` of the run's `config` and
+/// `opts.data`; `petal report` also needs the training split and opens the data once).
+pub fn evaluate_with(
+    opts: &EvalOptions,
+    mut config: FineTuneConfig,
+    classes: &ClassList,
+    run_data: &RunData,
+) -> Result<EvalReport, TrainError> {
     if let Some(d) = &opts.device {
         config.device = d.clone();
     }
@@ -162,7 +174,6 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
     let (device, _) = device_of(&config)?;
     let ckpt = opts.run.join(&opts.checkpoint);
     let (model, mconf) = load_checkpoint_model(&ckpt, &device)?;
-    let run_data = data::open(&config, opts.data.as_deref())?;
     if run_data.classes.folders != classes.folders {
         return Err(TrainError::Config {
             what: "data".into(),
@@ -174,10 +185,10 @@ pub fn evaluate(opts: &EvalOptions) -> Result<EvalReport, TrainError> {
         });
     }
     let (name, source) = match opts.split {
-        Split::Valid => ("valid", run_data.valid),
+        Split::Valid => ("valid", run_data.valid.clone()),
         Split::Test => (
             "test",
-            run_data.test.ok_or_else(|| TrainError::Config {
+            run_data.test.clone().ok_or_else(|| TrainError::Config {
                 what: "--split test".into(),
                 reason: format!("{} has no test split", run_data.description),
             })?,

@@ -38,6 +38,6 @@ pub mod train;
 
 pub use config::{Cache, FineTuneConfig, Precision, Sampler, Schedule, SyntheticConfig, Unfreeze};
 pub use error::TrainError;
-pub use eval::{EvalOptions, EvalReport, Split, evaluate};
+pub use eval::{EvalOptions, EvalReport, Split, evaluate, evaluate_with};
 pub use lr_find::{LrFindOptions, LrFindResult, lr_find};
 pub use train::{StopReason, TrainOptions, TrainOutcome, train};

@@ -740,7 +740,7 @@ impl<'a> Run<'a> {
             });
         }
         let num_classes = classes.names.len();
-        let class_counts = data::class_counts(&train_src, num_classes);
+        let class_counts = train_src.class_counts(num_classes);
         let class_weights = config
             .class_weights
             .as_deref()
