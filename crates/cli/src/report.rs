@@ -111,18 +111,20 @@ pub fn run(args: ReportArgs) -> Result<i32> {
 }
 
 /// `curves.png` as the trainer draws it (losses, accuracies, the head's learning rate per
-/// step), rendered afresh; `None` before the first epoch.
+/// step), rendered afresh in memory as PNG bytes; `None` before the first epoch.
 fn curves_png(config: &FineTuneConfig, records: &[EpochRecord]) -> Result<Option<Vec<u8>>> {
     let Some(first) = records.first() else {
         return Ok(None);
     };
     let bpe = first.step.max(1) as usize;
     let lrs = head_lr_steps(config, records.len(), bpe);
-    let tmp = std::env::temp_dir().join(format!("petal-report-curves-{}.png", std::process::id()));
-    plot::curves(&tmp, records, &lrs)?;
-    let bytes = std::fs::read(&tmp).with_context(|| format!("reading {}", tmp.display()));
-    let _ = std::fs::remove_file(&tmp);
-    Ok(Some(bytes?))
+    let Some(img) = plot::curves_image(records, &lrs)? else {
+        return Ok(None);
+    };
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, ImageFormat::Png)
+        .context("encoding curves.png")?;
+    Ok(Some(buf.into_inner()))
 }
 
 /// The run's training augmentation on `n` training images (seeded by the run's seed):

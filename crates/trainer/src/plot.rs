@@ -20,21 +20,34 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> TrainError {
     TrainError::io(path, format!("cannot draw the plot: {e}"))
 }
 
-/// Renders with `draw` into a `w`×`h` RGB buffer and saves it as PNG at `path`.
-fn render(
-    path: &Path,
+/// Renders with `draw` into a `w`×`h` RGB image (`what` names the plot in errors).
+fn render_image(
+    what: &Path,
     (w, h): (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
-) -> Result<(), TrainError> {
+) -> Result<image::RgbImage, TrainError> {
     register_font();
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
-        draw(root.clone()).map_err(|e| plot_err(path, e))?;
-        root.present().map_err(|e| plot_err(path, e))?;
+        root.fill(&WHITE).map_err(|e| plot_err(what, e))?;
+        draw(root.clone()).map_err(|e| plot_err(what, e))?;
+        root.present().map_err(|e| plot_err(what, e))?;
     }
-    let img = image::RgbImage::from_raw(w, h, buf).expect("buffer size");
+    Ok(image::RgbImage::from_raw(w, h, buf).expect("buffer size"))
+}
+
+/// Renders with `draw` into a `w`×`h` RGB buffer and saves it as PNG at `path`.
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<(), String>,
+) -> Result<(), TrainError> {
+    save_png(path, &render_image(path, size, draw)?)
+}
+
+/// Saves `img` as PNG at `path` through a temporary file renamed into place.
+fn save_png(path: &Path, img: &image::RgbImage) -> Result<(), TrainError> {
     let tmp = path.with_extension("tmp.png");
     img.save(&tmp).map_err(|e| plot_err(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
@@ -116,14 +129,26 @@ pub fn curves(
     records: &[EpochRecord],
     head_lrs: &[(f64, f64)],
 ) -> Result<(), TrainError> {
+    match curves_image(records, head_lrs)? {
+        Some(img) => save_png(path, &img),
+        None => Ok(()),
+    }
+}
+
+/// The picture of [`curves`] in memory (`None` before the first epoch), e.g. for a report.
+pub fn curves_image(
+    records: &[EpochRecord],
+    head_lrs: &[(f64, f64)],
+) -> Result<Option<image::RgbImage>, TrainError> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let x_max = records.len() as f64 + 0.5;
     let line = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
         records.iter().map(|r| (r.epoch as f64, f(r))).collect()
     };
-    render(path, (1500, 450), |root| {
+    let what = Path::new("curves.png");
+    render_image(what, (1500, 450), |root| {
         let panels = root.split_evenly((1, 3));
         line_panel(
             &panels[0],
@@ -168,6 +193,7 @@ pub fn curves(
             SeriesLabelPosition::UpperRight,
         )
     })
+    .map(Some)
 }
 
 /// `lr_find.png`: smoothed loss against the learning rate (log scale), with the suggestion.
