@@ -11,12 +11,13 @@
 // bits 8..15 = taps x, bits 16..23 = taps y.
 @group(0) @binding(1) var<storage, read_write> info: array<u32>;
 // [mean r, g, b, std r, g, b, 0, 0] then per image 16 floats: affine a0..a5, brightness,
-// contrast, saturation, hue, gray mean, fill r, g, b (0..255), 0, 0.
+// contrast, saturation, hue, gray mean, fill r, g, b (0..255), mix weight (1 = unmixed),
+// mix partner, cut box y0, y1, x0, x1 (output pixels; the partner's alone inside).
 @group(0) @binding(2) var<storage, read_write> prm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out_buf: array<{{elem}}>;
 
 const PRM_HEADER: u32 = 8u;
-const PRM_STRIDE: u32 = 16u;
+const PRM_STRIDE: u32 = 20u;
 const META_HEADER: u32 = 4u;
 
 fn byte_at(o: u32) -> f32 {
@@ -130,18 +131,8 @@ fn hsv2rgb(c: vec3<f32>) -> vec3<f32> {
     }
 }
 
-@compute @workgroup_size(256, 1, 1)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let n = wid.y;
-    let size = info[1];
-    let plane = size * size;
-    let pix = wid.x * 256u + lid;
-    if (n >= info[0] || pix >= plane) {
-        return;
-    }
+// Output pixel `pix` of sample `n` after sampling and colour jitter, on [0, 1].
+fn augmented(n: u32, pix: u32, size: u32) -> vec3<f32> {
     let m = META_HEADER + 4u * n;
     let flags = info[m + 3u];
     let q = PRM_HEADER + PRM_STRIDE * n;
@@ -186,6 +177,40 @@ fn main(
         let hh = hsv.x + hue;
         hsv.x = hh - floor(hh);
         v = hsv2rgb(hsv);
+    }
+    return v;
+}
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = wid.y;
+    let size = info[1];
+    let plane = size * size;
+    let pix = wid.x * 256u + lid;
+    if (n >= info[0] || pix >= plane) {
+        return;
+    }
+
+    // MixUp / CutMix: blend with the partner's own augmentation of the same pixel.
+    let q = PRM_HEADER + PRM_STRIDE * n;
+    let px = f32(pix % size);
+    let py = f32(pix / size);
+    var w = prm[q + 14u];
+    if (py >= prm[q + 16u] && py < prm[q + 17u] && px >= prm[q + 18u] && px < prm[q + 19u]) {
+        w = 0.0;
+    }
+    var v: vec3<f32>;
+    if (w >= 1.0) {
+        v = augmented(n, pix, size);
+    } else if (w <= 0.0) {
+        v = augmented(u32(prm[q + 15u]), pix, size);
+    } else {
+        let a = augmented(n, pix, size);
+        let b = augmented(u32(prm[q + 15u]), pix, size);
+        v = w * a + (1.0 - w) * b;
     }
 
     let nmean = vec3<f32>(prm[0], prm[1], prm[2]);

@@ -1,14 +1,17 @@
 //! Fused augmentation (`kernels/augment.wgsl`) against its CPU reference on random
 //! parameters and odd source sizes; identities; flip; seeded reproducibility; the draw
-//! statistics of the training recipe; eval geometry; the stock-op baseline.
+//! statistics of the training recipe; eval geometry; the stock-op baseline; MixUp / CutMix
+//! inside the kernel (against the reference, hand values and the unmixed outputs) and the
+//! pipeline's per-batch mixing.
 
 use crate::common::*;
 use burn::tensor::DType;
 use petal::data::PackedBatch;
 use petal::data::augment::{AugmentConfig, Padding, Pipeline, eval_params, packed};
+use petal::data::mix::Mix;
 use petal::data::transform::normalise_chw;
 use petal::kernels::augment::{
-    AugmentParams, MAX_TAPS, Normalize, PackedImages, augment_batch, augment_reference,
+    AugmentParams, MAX_TAPS, Normalize, PackedImages, PixelMix, augment_batch, augment_reference,
     augment_stock,
 };
 use rand::{Rng, SeedableRng};
@@ -401,4 +404,275 @@ fn augment_stock_baseline_agrees_with_the_reference_wgpu() {
         / expected.len() as f32;
     println!("stock vs reference: mean abs error {mean_err:.3e}");
     assert!(mean_err < 0.02, "stock baseline mean abs error {mean_err}");
+}
+
+/// The seed's recipe draws (reflect and fill padding) with mixing on every sample: MixUp
+/// weights on one third, CutMix boxes on another, a box with a blended outside on the rest;
+/// partners across the batch (not only the reverse).
+fn mixed_params(b: &PackedBatch, size: usize, seed: u64) -> Vec<AugmentParams> {
+    let n = b.len();
+    let s = size as u32;
+    b.sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h))| {
+            let padding = if i % 2 == 0 {
+                Padding::Reflect
+            } else {
+                Padding::Fill([30, 60, 90])
+            };
+            let config = AugmentConfig {
+                size,
+                padding,
+                ..AugmentConfig::default()
+            };
+            let partner = (i * 5 + 3) % n;
+            let mix = match i % 3 {
+                0 => PixelMix {
+                    partner,
+                    weight: 0.3 + 0.1 * i as f32,
+                    cut: [0; 4],
+                },
+                1 => PixelMix {
+                    partner,
+                    weight: 1.0,
+                    cut: [3, s - 5, 7, s - 2],
+                },
+                _ => PixelMix {
+                    partner,
+                    weight: 0.6,
+                    cut: [0, 10, 0, s],
+                },
+            };
+            Pipeline::train(config, seed)
+                .params_for(i, 0, w, h)
+                .with_mix(Some(mix))
+        })
+        .collect()
+}
+
+#[test]
+fn augment_mixed_batch_kernel_matches_reference_wgpu() {
+    let gpu = wgpu();
+    let b = batch(&ODD_SIZES, 21);
+    let images = packed(&b);
+    // On [0, 1] values (no normalisation) the f32 bound is 1e-5; ImageNet's normalisation
+    // divides by std ≥ 0.224, so the same error grows by up to 1 / 0.224.
+    let unit = Normalize {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
+    for (norm, f32_tol) in [(unit, 1e-5), (Normalize::default(), 1e-5 / 0.224)] {
+        for (size, seed) in [(40, 31u64), (33, 32)] {
+            let params = mixed_params(&b, size, seed);
+            let expected = augment_reference(&images, &params, size, &norm);
+            let out = augment_batch(&images, &params, size, &norm, DType::F32, &gpu);
+            let err = max_abs(&values(out), &expected);
+            println!("mixed batch S={size} {norm:?}: f32 max abs error vs reference {err:.2e}");
+            assert!(
+                err <= f32_tol,
+                "S={size}: f32 max abs error {err:e} > {f32_tol:e}"
+            );
+            let half = augment_batch(&images, &params, size, &norm, DType::F16, &gpu);
+            let err = max_abs(&values(half.cast(DType::F32)), &expected);
+            println!("mixed batch S={size}: f16 max abs error vs reference {err:.2e}");
+            assert!(err <= 2e-3, "S={size}: f16 max abs error {err:e} > 2e-3");
+        }
+    }
+}
+
+#[test]
+fn augment_mixing_by_hand_on_both_paths_wgpu() {
+    // A red and a blue 8×8 image, identity maps, no normalisation: sample 0 is MixUp with
+    // weight 0.25 (every pixel 0.25·red + 0.75·blue), sample 1 CutMix with red pasted into
+    // rows 2..5, columns 1..4.
+    let mut b = PackedBatch::default();
+    for rgb in [[255u8, 0, 0], [0, 0, 255]] {
+        b.offsets.push(b.data.len());
+        for _ in 0..64 {
+            b.data.extend_from_slice(&rgb);
+        }
+        b.sizes.push((8, 8));
+        b.labels.push(0);
+        b.indices.push(b.indices.len());
+    }
+    let norm = Normalize {
+        mean: [0.0; 3],
+        std: [1.0; 3],
+    };
+    let params = [
+        AugmentParams::identity().with_mix(Some(PixelMix {
+            partner: 1,
+            weight: 0.25,
+            cut: [0; 4],
+        })),
+        AugmentParams::identity().with_mix(Some(PixelMix {
+            partner: 0,
+            weight: 1.0,
+            cut: [2, 5, 1, 4],
+        })),
+    ];
+    let mut want = vec![0f32; 2 * 3 * 64];
+    for p in 0..64 {
+        want[p] = 0.25;
+        want[128 + p] = 0.75;
+        let (x, y) = (p % 8, p / 8);
+        let red = (2..5).contains(&y) && (1..4).contains(&x);
+        want[192 + p] = if red { 1.0 } else { 0.0 };
+        want[192 + 128 + p] = if red { 0.0 } else { 1.0 };
+    }
+    let images = packed(&b);
+    assert_eq!(augment_reference(&images, &params, 8, &norm), want);
+    let got = values(augment_batch(
+        &images,
+        &params,
+        8,
+        &norm,
+        DType::F32,
+        &wgpu(),
+    ));
+    assert!(max_abs(&got, &want) <= 1e-6, "kernel: {got:?}");
+    let stock = values(augment_stock(&images, &params, 8, &norm, &flex()));
+    assert!(max_abs(&stock, &want) <= 1e-6, "stock: {stock:?}");
+}
+
+#[test]
+fn augment_mixing_blends_the_unmixed_outputs() {
+    // Reference (Flex): a mixed sample is w·own + (1 − w)·partner of the unmixed outputs,
+    // the partner's alone inside the cut box, its own alone where w = 1.
+    let b = batch(&[(50, 40), (31, 64), (64, 31), (40, 40)], 5);
+    let size = 24;
+    let norm = Normalize::default();
+    let images = packed(&b);
+    let mixed = mixed_params(&b, size, 7);
+    let plain: Vec<AugmentParams> = mixed.iter().map(|p| p.with_mix(None)).collect();
+    let base = augment_reference(&images, &plain, size, &norm);
+    let got = values(augment_batch(
+        &images,
+        &mixed,
+        size,
+        &norm,
+        DType::F32,
+        &flex(),
+    ));
+    let plane = size * size;
+    let (mut worst, mut inside, mut own) = (0f32, 0, 0);
+    for (i, p) in mixed.iter().enumerate() {
+        let m = p.mix.unwrap();
+        for c in 0..3 {
+            for j in 0..plane {
+                let w = m.weight_at((j % size) as u32, (j / size) as u32);
+                let a = base[(i * 3 + c) * plane + j];
+                let pb = base[(m.partner * 3 + c) * plane + j];
+                let g = got[(i * 3 + c) * plane + j];
+                if w == 0.0 {
+                    assert_eq!(g, pb, "sample {i} inside the box is its partner's");
+                    inside += 1;
+                } else if w == 1.0 {
+                    assert_eq!(g, a, "sample {i} outside the box is its own");
+                    own += 1;
+                } else {
+                    // Blending before the normalisation vs blending normalised values.
+                    worst = worst.max((g - (w * a + (1.0 - w) * pb)).abs());
+                }
+            }
+        }
+    }
+    println!("blend vs unmixed outputs: max abs error {worst:.2e}");
+    assert!(
+        worst < 1e-5 && inside > 0 && own > 0,
+        "{worst} {inside} {own}"
+    );
+    // The stock-op baseline mixes the same way (its own sampling aside).
+    let stock = values(augment_stock(&images, &mixed, size, &norm, &flex()));
+    let stock_plain = values(augment_stock(&images, &plain, size, &norm, &flex()));
+    for (i, p) in mixed.iter().enumerate() {
+        let m = p.mix.unwrap();
+        for j in 0..plane {
+            let w = m.weight_at((j % size) as u32, (j / size) as u32);
+            let (a, pb) = (
+                stock_plain[i * 3 * plane + j],
+                stock_plain[m.partner * 3 * plane + j],
+            );
+            let want = w * a + (1.0 - w) * pb;
+            assert!((stock[i * 3 * plane + j] - want).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn pipeline_mixes_each_batch_with_its_reverse_reproducibly() {
+    use petal::data::mix::{MixConfig, mixed_targets};
+    let b = batch(&[(40, 30); 5], 3);
+    let config = AugmentConfig {
+        size: 32,
+        ..AugmentConfig::default()
+    };
+    let cutmix_only = MixConfig {
+        cutmix: 1.0,
+        ..MixConfig::default()
+    };
+    let mixup_only = MixConfig {
+        mixup: 0.4,
+        ..MixConfig::default()
+    };
+    for (mix, want_cut) in [(cutmix_only, true), (mixup_only, false)] {
+        let pipe = Pipeline::train(config.clone(), 9).with_mix(mix);
+        let mut kinds = Vec::new();
+        for epoch in 0..6 {
+            let (params, m) = pipe.params_mixed(&b, epoch);
+            assert_eq!(
+                m,
+                pipe.mix_for(&b, epoch),
+                "the draw is a function of the batch"
+            );
+            // Unmixed parameters are the same draws.
+            assert_eq!(pipe.params(&b, epoch).len(), 5);
+            for (i, p) in params.iter().enumerate() {
+                let pm = p.mix.expect("every batch is mixed at prob 1");
+                assert_eq!(pm.partner, 4 - i);
+                match m {
+                    Mix::CutMix { lambda, bbox } => {
+                        assert!(want_cut);
+                        assert_eq!((pm.weight, pm.cut), (1.0, bbox));
+                        let [y0, y1, x0, x1] = bbox;
+                        let area = ((y1 - y0) * (x1 - x0)) as f32;
+                        assert!((lambda - (1.0 - area / 1024.0)).abs() < 1e-6);
+                    }
+                    Mix::MixUp { lambda } => {
+                        assert!(!want_cut);
+                        assert_eq!((pm.weight, pm.cut), (lambda, [0; 4]));
+                    }
+                    Mix::None => panic!("prob 1 mixes every batch"),
+                }
+                // Without the mix, the sample's own draw is unchanged.
+                assert_eq!(p.with_mix(None), pipe.params(&b, epoch)[i].with_mix(None));
+            }
+            kinds.push(m);
+        }
+        // Different epochs draw differently; the same seed draws the same.
+        assert!(kinds.windows(2).any(|w| w[0] != w[1]));
+        let again = Pipeline::train(config.clone(), 9).with_mix(mix);
+        assert_eq!(again.mix_for(&b, 3), kinds[3]);
+        // The targets follow λ: row 0 mixes label 0 with sample 4's label 2.
+        let l = kinds[0].lambda();
+        let t = mixed_targets(&[0, 1, 2, 1, 2], 3, l, 0.0);
+        assert_eq!(&t[..3], &[l, 0.0, 1.0 - l]);
+    }
+    // Off, or in eval mode: never mixed.
+    let off = Pipeline::train(config.clone(), 9);
+    assert_eq!(off.mix_for(&b, 0), Mix::None);
+    assert!(off.params(&b, 0).iter().all(|p| p.mix.is_none()));
+    let eval = Pipeline::eval(32, 36, [0.5; 3], [0.5; 3]).with_mix(cutmix_only);
+    assert_eq!(eval.mix_for(&b, 0), Mix::None);
+    // mix_prob 0.5: about half the batches are mixed.
+    let half = Pipeline::train(config, 9).with_mix(MixConfig {
+        mixup: 0.4,
+        prob: 0.5,
+        ..MixConfig::default()
+    });
+    let mixed = (0..400)
+        .filter(|&e| half.mix_for(&b, e) != Mix::None)
+        .count();
+    assert!((160..=240).contains(&mixed), "{mixed} of 400 mixed");
 }

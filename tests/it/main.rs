@@ -5,6 +5,7 @@
 //! when there is none: they are never skipped.
 
 mod adamw;
+mod amp;
 mod augment;
 mod common;
 mod concat_pool;

@@ -332,3 +332,59 @@ fn soft_target_loss_with_mixed_targets_is_timms() {
     let b: f32 = cross_entropy_loss(x, y, eps as f64).into_scalar();
     assert!((a - b).abs() < 1e-6, "{a} vs {b}");
 }
+
+#[test]
+fn weighted_soft_target_loss_reduces_to_pytorchs_and_mixes_by_hand() {
+    use petal::data::mix::mixed_targets;
+    use petal::trainer::train::weighted_soft_target_cross_entropy;
+    let device = Device::flex();
+    let logits = [
+        [2.0, 0.0, -1.0],
+        [0.5, 1.5, 0.0],
+        [-0.3, 0.2, 2.2],
+        [1.0, 1.0, 1.0],
+    ];
+    let labels = [0usize, 1, 2, 1];
+    let w = [1.0, 2.0, 0.5];
+    let x = logits_tensor(&logits, &device);
+    let y = Tensor::<1, Int>::from_data(
+        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [4]),
+        &device,
+    );
+    let wt = Tensor::<1>::from_data(TensorData::new(w.map(|v| v as f32).to_vec(), [3]), &device);
+    let targets = |lambda: f32, eps: f32| {
+        let t = mixed_targets(&labels, 3, lambda, eps);
+        Tensor::<2>::from_data(TensorData::new(t, [4, 3]), &device)
+    };
+    // λ = 1 (smoothed one-hot): PyTorch's weighted, smoothed cross-entropy.
+    for eps in [0.0f32, 0.1] {
+        let got: f32 = weighted_soft_target_cross_entropy(
+            x.clone(),
+            targets(1.0, eps),
+            Some((&wt, y.clone())),
+        )
+        .into_scalar();
+        let want = torch_weighted_ce(&logits, &labels, &w, eps as f64);
+        assert!(
+            (got as f64 - want).abs() < 1e-6,
+            "eps {eps}: {got} vs {want}"
+        );
+    }
+    // λ = 0.7, ε = 0.1: −Σᵢ Σ_c w_c·t_ic·log p_ic / Σᵢ w_yᵢ, by hand in f64.
+    let t = mixed_targets(&labels, 3, 0.7, 0.1);
+    let (mut num, mut den) = (0.0, 0.0);
+    for (i, z) in logits.iter().enumerate() {
+        let lse = z.iter().map(|v: &f64| v.exp()).sum::<f64>().ln();
+        for c in 0..3 {
+            num -= w[c] * t[i * 3 + c] as f64 * (z[c] - lse);
+        }
+        den += w[labels[i]];
+    }
+    let got: f32 = weighted_soft_target_cross_entropy(x.clone(), targets(0.7, 0.1), Some((&wt, y)))
+        .into_scalar();
+    assert!(
+        (got as f64 - num / den).abs() < 1e-6,
+        "{got} vs {}",
+        num / den
+    );
+}

@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use base64::Engine;
 use clap::Args;
 use image::{ImageFormat, RgbImage};
-use petal_data::augment::Pipeline;
 use petal_data::{DEFAULT_MAX_PIXELS, PackedBatch, Source};
 use petal_trainer::eval::{EvalReport, read_run};
 use petal_trainer::metrics::{EpochRecord, read_metrics};
@@ -148,7 +147,7 @@ fn augmentation_preview(
         return Ok(None);
     }
     let (device, _) = device_of(config)?;
-    let pipe = Pipeline::train(config.augment.clone(), config.seed);
+    let pipe = config.train_pipeline(config.freeze_epochs + config.epochs - 1);
     Ok(Some(augment_preview::render(&batch, &pipe, 0, &device)?))
 }
 

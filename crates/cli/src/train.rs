@@ -154,6 +154,20 @@ pub struct ConfigArgs {
     /// Warm the EMA decay up over the first steps, as timm's ModelEmaV3 (true/false).
     #[arg(long)]
     ema_warmup: Option<bool>,
+    /// MixUp α (timm's --mixup, e.g. 0.2; 0 = off): blend each image with the batch's
+    /// reverse by λ ~ Beta(α, α), in the fused augmentation; soft-target loss.
+    #[arg(long)]
+    mixup: Option<f64>,
+    /// CutMix α (timm's --cutmix, e.g. 1.0; 0 = off): paste the partner's box.
+    #[arg(long)]
+    cutmix: Option<f64>,
+    /// Probability that a batch is mixed (timm's --mixup-prob; default 1).
+    #[arg(long)]
+    mix_prob: Option<f64>,
+    /// With MixUp and CutMix both on: probability of CutMix (timm's --mixup-switch-prob;
+    /// default 0.5).
+    #[arg(long)]
+    mix_switch_prob: Option<f64>,
     /// Also write TensorBoard event files into OUT/tb (`tensorboard --logdir OUT/tb`).
     #[arg(long)]
     tensorboard: bool,
@@ -202,9 +216,16 @@ pub struct ConfigArgs {
     /// auto, cpu, wgpu, vulkan, metal, dx12.
     #[arg(long)]
     device: Option<String>,
-    /// f32 or f16.
-    #[arg(long, value_parser = ["f32", "f16"])]
+    /// f32, f16, or mixed (f16 passes, f32 master weights and AdamW state, dynamic loss
+    /// scaling as PyTorch's GradScaler; wgpu adapters with f16 only).
+    #[arg(long, value_parser = ["f32", "f16", "mixed"])]
     precision: Option<String>,
+    /// --precision mixed: initial loss scale (default 65536 = 2^16).
+    #[arg(long)]
+    loss_scale: Option<f64>,
+    /// --precision mixed: clean steps before the loss scale doubles (default 2000).
+    #[arg(long)]
+    loss_scale_growth: Option<usize>,
     /// Batches decoded ahead.
     #[arg(long)]
     prefetch: Option<usize>,
@@ -244,6 +265,12 @@ impl ConfigArgs {
             label_smoothing,
             ema,
             ema_warmup,
+            mixup,
+            cutmix,
+            mix_prob,
+            mix_switch_prob,
+            loss_scale,
+            loss_scale_growth,
             accum_steps,
             warmup,
             min_lr,
@@ -335,10 +362,10 @@ impl ConfigArgs {
             };
         }
         if let Some(p) = &a.precision {
-            c.precision = if p == "f16" {
-                Precision::F16
-            } else {
-                Precision::F32
+            c.precision = match p.as_str() {
+                "f16" => Precision::F16,
+                "mixed" => Precision::Mixed,
+                _ => Precision::F32,
             };
         }
         let aug = &mut c.augment;

@@ -234,6 +234,29 @@ drop_rate = 0.0
     cfg
 }
 
+/// `petal train --config CFG --out OUT EXTRA…`.
+fn train_with(cfg: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> Output {
+    let (cfg, out) = (cfg.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["train", "--config", cfg, "--out", out];
+    args.extend(extra);
+    petal(&args)
+}
+
+/// The last predicted logits of `run`'s `last.ckpt` for one image.
+fn last_logits(run: &std::path::Path, image: &std::path::Path) -> serde_json::Value {
+    let o = petal(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        "--checkpoint",
+        "last.ckpt",
+        "--json",
+        "--logits",
+        image.to_str().unwrap(),
+    ]);
+    json_ok(&o)[0]["logits"].clone()
+}
+
 fn metrics(run: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
         .unwrap()
@@ -392,6 +415,33 @@ fn bench_augment_reports_the_contract_fields() {
     ]);
     let v = json_ok(&out);
     for field in ["fused_ips", "stock_ips", "cpu_ips", "speedup_vs_stock"] {
+        assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
+    }
+    assert!(v.get("mix_cost").is_none(), "{v}");
+    // With mixing, the fused kernel is also timed unmixed.
+    let out = petal(&[
+        "bench",
+        "augment",
+        "--batch-size",
+        "2",
+        "--size",
+        "16",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+        "--mixup",
+        "0.2",
+        "--cutmix",
+        "1.0",
+        "--json",
+    ]);
+    let v = json_ok(&out);
+    assert_eq!(
+        (v["mixup"].as_f64(), v["cutmix"].as_f64()),
+        (Some(0.2), Some(1.0))
+    );
+    for field in ["fused_unmixed_ms", "mix_cost", "fused_ips"] {
         assert!(v[field].as_f64().unwrap() > 0.0, "{field}: {v}");
     }
 }
@@ -1417,18 +1467,9 @@ fn resume_with_accumulation_is_exact() {
     }
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let train = |out: &PathBuf, extra: &[&str]| {
-        let mut args = vec![
-            "train".to_string(),
-            "--config".into(),
-            s(&cfg),
-            "--accum-steps".into(),
-            "2".into(),
-            "--out".into(),
-            s(out),
-        ];
-        args.extend(extra.iter().map(|x| x.to_string()));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        petal(&refs)
+        let mut args = vec!["--accum-steps", "2"];
+        args.extend(extra);
+        train_with(&cfg, out, &args)
     };
     let out = train(&a, &[]);
     assert!(
@@ -1461,18 +1502,184 @@ fn resume_with_accumulation_is_exact() {
     image::RgbImage::from_pixel(30, 40, image::Rgb([40, 200, 60]))
         .save(&flower)
         .unwrap();
-    let logits = |run: &PathBuf| {
-        let o = petal(&[
-            "predict",
-            "--run",
-            &s(run),
-            "--checkpoint",
-            "last.ckpt",
-            "--json",
-            "--logits",
-            &s(&flower),
-        ]);
-        json_ok(&o)[0]["logits"].clone()
+    assert_eq!(last_logits(&a, &flower), last_logits(&b, &flower));
+}
+
+#[test]
+fn mixup_cutmix_runs_resume_exactly_and_are_recorded() {
+    // MixUp and CutMix both on (90 % of batches, half of them CutMix) with label smoothing:
+    // interrupted mid-epoch and resumed, the same metrics and weights; the run differs from
+    // the same run unmixed; the settings are in config.json; bad values name the flag.
+    let d = tmpdir("mix-resume");
+    let cfg = tiny_run_config(&d);
+    let (a, b, plain) = (d.join("a"), d.join("b"), d.join("plain"));
+    for r in [&a, &b, &plain] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+    let mix = [
+        "--mixup",
+        "0.4",
+        "--cutmix",
+        "1.0",
+        "--mix-prob",
+        "0.9",
+        "--mix-switch-prob",
+        "0.5",
+        "--label-smoothing",
+        "0.1",
+    ];
+    let out = train_with(&cfg, &a, &mix);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("mixing: MixUp α 0.4 / CutMix α 1 (CutMix 50 %) on 90 % of batches"),
+        "{stdout}"
+    );
+    let mut stop = mix.to_vec();
+    stop.extend(["--stop-at-step", "9"]);
+    let out = train_with(&cfg, &b, &stop);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = petal(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(metrics(&a), metrics(&b));
+    let flower = d.join("flower.png");
+    image::RgbImage::from_pixel(30, 40, image::Rgb([40, 200, 60]))
+        .save(&flower)
+        .unwrap();
+    assert_eq!(last_logits(&a, &flower), last_logits(&b, &flower));
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            &c["mixup"],
+            &c["cutmix"],
+            &c["mix_prob"],
+            &c["mix_switch_prob"]
+        ),
+        (
+            &serde_json::json!(0.4),
+            &serde_json::json!(1.0),
+            &serde_json::json!(0.9),
+            &serde_json::json!(0.5)
+        )
+    );
+    let out = train_with(&cfg, &plain, &["--label-smoothing", "0.1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loss = |run: &PathBuf| -> Vec<f64> {
+        metrics(run)
+            .iter()
+            .map(|m| m["train_loss"].as_f64().unwrap())
+            .collect()
     };
-    assert_eq!(logits(&a), logits(&b));
+    assert_ne!(loss(&a), loss(&plain), "mixing changed nothing");
+    for (flag, value) in [
+        ("--mix-prob", "1.5"),
+        ("--mixup", "150"),
+        ("--mix-switch-prob", "2"),
+    ] {
+        let out = train_with(&cfg, &d.join("bad"), &[flag, value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
+}
+
+#[test]
+fn mixed_precision_resumes_exactly_on_wgpu_and_is_refused_on_the_cpu() {
+    // An initial loss scale of 1e9 overflows f16 at first: steps are skipped and the scale
+    // halves until it fits, then tries to grow every 4 clean steps. Interrupted and resumed,
+    // the run continues the same scaler (it is in the checkpoint); metrics.jsonl records it.
+    let d = tmpdir("mixed");
+    let cfg = tiny_run_config(&d);
+    let (a, b) = (d.join("a"), d.join("b"));
+    for r in [&a, &b] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+    let flags = [
+        "--device",
+        "wgpu",
+        "--precision",
+        "mixed",
+        "--loss-scale",
+        "1e9",
+        "--loss-scale-growth",
+        "4",
+    ];
+    let out = train_with(&cfg, &a, &flags);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stop = flags.to_vec();
+    stop.extend(["--stop-at-step", "8"]);
+    let out = train_with(&cfg, &b, &stop);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = petal(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // wgpu runs are not bit-reproducible from process to process (autotuned kernels are
+    // chosen by timing), so the losses agree closely, and the scaler's path exactly.
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(ma.len(), 3);
+    for (x, y) in ma.iter().zip(&mb) {
+        for key in ["step", "loss_scale", "skipped_steps", "lr"] {
+            assert_eq!(x[key], y[key], "{key}: {x} vs {y}");
+        }
+        let (lx, ly) = (
+            x["train_loss"].as_f64().unwrap(),
+            y["train_loss"].as_f64().unwrap(),
+        );
+        assert!((lx - ly).abs() < 1e-2 * lx.abs(), "{x} vs {y}");
+    }
+    let last = ma.last().unwrap();
+    let (scale, skipped) = (
+        last["loss_scale"].as_f64().unwrap(),
+        last["skipped_steps"].as_u64().unwrap(),
+    );
+    println!("mixed run: loss scale {scale}, {skipped} steps skipped; {ma:?}");
+    assert!(
+        skipped >= 1 && scale < 1e9,
+        "scale {scale}, skipped {skipped}"
+    );
+    assert!(
+        ma.iter()
+            .all(|m| m["train_loss"].as_f64().unwrap().is_finite())
+    );
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["precision"], "mixed");
+    // The CPU backend has no f16 path: refused, naming the setting.
+    let out = train_with(&cfg, &d.join("cpu"), &["--precision", "mixed"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mixed-precision training needs a wgpu adapter"),
+        "{err}"
+    );
 }

@@ -14,9 +14,10 @@
 //! the bit-exact CPU path).
 
 use crate::loader::PackedBatch;
+use crate::mix::{self, Mix, MixConfig};
 use crate::transform::{IMAGENET_MEAN, IMAGENET_STD};
 use burn::tensor::{DType, Device, Tensor};
-use petal_kernels::augment::{AugmentParams, Normalize, PackedImages, augment_batch};
+use petal_kernels::augment::{AugmentParams, Normalize, PackedImages, PixelMix, augment_batch};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,7 @@ enum Mode {
     Train {
         config: AugmentConfig,
         seed: u64,
+        mix: MixConfig,
     },
     Eval {
         size: usize,
@@ -191,8 +193,66 @@ impl Pipeline {
             "augment: jitter, rotation must be ≥ 0 and flip a probability"
         );
         Self {
-            mode: Mode::Train { config, seed },
+            mode: Mode::Train {
+                config,
+                seed,
+                mix: MixConfig::default(),
+            },
         }
+    }
+
+    /// The same training pipeline with MixUp / CutMix (`mix`, timm's batch mode: each batch
+    /// mixed with its own reverse, drawn per batch by [`mix::draw`]); no effect in eval mode.
+    ///
+    /// # Panics
+    /// If an alpha is negative or not finite, or a probability is outside `[0, 1]`.
+    pub fn with_mix(mut self, mix: MixConfig) -> Self {
+        assert!(
+            mix.mixup >= 0.0
+                && mix.cutmix >= 0.0
+                && mix.mixup.is_finite()
+                && mix.cutmix.is_finite()
+                && (0.0..=1.0).contains(&mix.prob)
+                && (0.0..=1.0).contains(&mix.switch_prob),
+            "augment: mix alphas must be finite and ≥ 0, probabilities in [0, 1], got {mix:?}"
+        );
+        if let Mode::Train { mix: m, .. } = &mut self.mode {
+            *m = mix;
+        }
+        self
+    }
+
+    /// The MixUp / CutMix settings (off in eval mode).
+    pub fn mix_config(&self) -> MixConfig {
+        match &self.mode {
+            Mode::Train { mix, .. } => *mix,
+            Mode::Eval { .. } => MixConfig::default(),
+        }
+    }
+
+    /// The mixing of `batch` in `epoch`: drawn from an RNG keyed by (seed, epoch, the batch's
+    /// source indices in order) only, so a resumed run draws the same; [`Mix::None`] in eval
+    /// mode or with mixing off.
+    pub fn mix_for(&self, batch: &PackedBatch, epoch: u64) -> Mix {
+        let Mode::Train { seed, mix: m, .. } = &self.mode else {
+            return Mix::None;
+        };
+        if !m.enabled() || batch.is_empty() {
+            return Mix::None;
+        }
+        // FNV-1a over the indices: the batch's identity, whatever its position in the epoch.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &i in &batch.indices {
+            for b in (i as u64).to_le_bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        key[8..16].copy_from_slice(&epoch.to_le_bytes());
+        key[16..24].copy_from_slice(&h.to_le_bytes());
+        key[24..].copy_from_slice(b"petalmix");
+        mix::draw(m, self.size() as u32, &mut ChaCha8Rng::from_seed(key))
     }
 
     /// Deterministic resize of the shorter side to `resize` + center crop `size` + normalise
@@ -251,7 +311,10 @@ impl Pipeline {
     /// The random draw of sample `index` (a `width × height` image) in `epoch`; `None` in
     /// eval mode.
     pub fn draw(&self, index: usize, epoch: u64, width: u32, height: u32) -> Option<SampleDraw> {
-        let Mode::Train { config: c, seed } = &self.mode else {
+        let Mode::Train {
+            config: c, seed, ..
+        } = &self.mode
+        else {
             return None;
         };
         let mut rng = Self::rng(*seed, epoch, index);
@@ -305,6 +368,37 @@ impl Pipeline {
     /// `(seed, epoch, batch.indices[i])` only, so the result does not depend on batch
     /// composition or order (resuming a run reproduces it).
     pub fn params(&self, batch: &PackedBatch, epoch: u64) -> Vec<AugmentParams> {
+        self.params_mixed(batch, epoch).0
+    }
+
+    /// [`params`](Self::params) with the batch's MixUp / CutMix ([`mix_for`](Self::mix_for))
+    /// set on every sample: sample `i` blends with sample `N − 1 − i`.
+    pub fn params_mixed(&self, batch: &PackedBatch, epoch: u64) -> (Vec<AugmentParams>, Mix) {
+        let mix = self.mix_for(batch, epoch);
+        let n = batch.len();
+        let pixel = |i: usize| match mix {
+            Mix::None => None,
+            Mix::MixUp { lambda } => Some(PixelMix {
+                partner: n - 1 - i,
+                weight: lambda.clamp(0.0, 1.0),
+                cut: [0; 4],
+            }),
+            Mix::CutMix { bbox, .. } => Some(PixelMix {
+                partner: n - 1 - i,
+                weight: 1.0,
+                cut: bbox,
+            }),
+        };
+        let params = self.unmixed_params(batch, epoch);
+        let params = params
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| p.with_mix(pixel(i)))
+            .collect();
+        (params, mix)
+    }
+
+    fn unmixed_params(&self, batch: &PackedBatch, epoch: u64) -> Vec<AugmentParams> {
         batch
             .sizes
             .iter()
@@ -330,15 +424,28 @@ impl Pipeline {
         dtype: DType,
         device: &Device,
     ) -> Tensor<4> {
-        let params = self.params(batch, epoch);
-        augment_batch(
+        self.apply_mixed(batch, epoch, dtype, device).0
+    }
+
+    /// [`apply_as`](Self::apply_as) that also returns the batch's MixUp / CutMix draw (the
+    /// targets are [`mix::mixed_targets`] with its `λ`).
+    pub fn apply_mixed(
+        &self,
+        batch: &PackedBatch,
+        epoch: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> (Tensor<4>, Mix) {
+        let (params, mix) = self.params_mixed(batch, epoch);
+        let x = augment_batch(
             &packed(batch),
             &params,
             self.size(),
             &self.normalize(),
             dtype,
             device,
-        )
+        );
+        (x, mix)
     }
 }
 

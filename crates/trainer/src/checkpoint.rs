@@ -40,6 +40,9 @@ pub struct TrainState {
     pub seed: u64,
     /// Trainable layer groups when saved (the optimizer state belongs to that set).
     pub trainable_groups: usize,
+    /// `--precision mixed`: the loss scaler's state.
+    #[serde(default)]
+    pub loss_scaler: Option<crate::amp::LossScaler>,
 }
 
 /// The JSON header of a checkpoint file.

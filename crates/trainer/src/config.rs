@@ -6,7 +6,8 @@ use petal_core::device::DeviceChoice;
 use petal_core::head::PoolOrder;
 use petal_core::weights::StateDict;
 use petal_core::{BackboneConfig, HeadConfig, arch_names};
-use petal_data::augment::AugmentConfig;
+use petal_data::augment::{AugmentConfig, Pipeline};
+use petal_data::mix::MixConfig;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -53,6 +54,9 @@ pub enum Precision {
     F32,
     /// Half precision (wgpu adapters with `shader-f16` only).
     F16,
+    /// f16 forward and backward passes, f32 master weights and AdamW state, dynamic loss
+    /// scaling (PyTorch's autocast + `GradScaler`; wgpu adapters with `shader-f16` only).
+    Mixed,
 }
 
 /// Data kept decoded in memory between epochs.
@@ -207,6 +211,18 @@ pub struct FineTuneConfig {
     /// Warm the EMA decay up as timm's `use_warmup` (`1 − (1 + t)^(−2/3)`, capped at `ema`),
     /// so early averages are not dominated by the initial weights (`--ema-warmup`).
     pub ema_warmup: bool,
+    /// MixUp's `α` (`--mixup`, timm's `mixup_alpha`; 0 = off): a mixed batch blends each
+    /// image with the batch's reverse by `λ ~ Beta(α, α)`, inside the fused augmentation.
+    pub mixup: f64,
+    /// CutMix's `α` (`--cutmix`, timm's `cutmix_alpha`; 0 = off): the partner's box of area
+    /// `≈ (1 − λ)·S²` pasted in, `λ` corrected to the pasted area.
+    pub cutmix: f64,
+    /// Probability that a batch is mixed when MixUp or CutMix is on (`--mix-prob`, timm's
+    /// `mixup_prob`).
+    pub mix_prob: f64,
+    /// With both on, probability of CutMix instead of MixUp (`--mix-switch-prob`, timm's
+    /// `mixup_switch_prob`).
+    pub mix_switch_prob: f64,
     /// Also write TensorBoard event files under `<out>/tb/`: per-step train loss and each
     /// group's learning rate, per-epoch validation loss/top-1/top-5, train loss/top-1 and
     /// images/s, and the configuration as text (`--tensorboard`).
@@ -226,6 +242,11 @@ pub struct FineTuneConfig {
     pub device: String,
     /// Step precision.
     pub precision: Precision,
+    /// `--precision mixed`: the initial loss scale (`GradScaler`'s `init_scale`, 2^16).
+    pub loss_scale: f64,
+    /// `--precision mixed`: clean steps before the loss scale doubles (`GradScaler`'s
+    /// `growth_interval`, 2000).
+    pub loss_scale_growth: usize,
     /// Batches decoded ahead.
     pub prefetch: usize,
 }
@@ -272,11 +293,17 @@ impl Default for FineTuneConfig {
             class_weights: None,
             ema: 0.0,
             ema_warmup: true,
+            mixup: 0.0,
+            cutmix: 0.0,
+            mix_prob: 1.0,
+            mix_switch_prob: 0.5,
             augment: AugmentConfig::default(),
             resize: None,
             seed: 42,
             device: "auto".into(),
             precision: Precision::F32,
+            loss_scale: 65_536.0,
+            loss_scale_growth: 2000,
             prefetch: 2,
         }
     }
@@ -351,6 +378,26 @@ impl FineTuneConfig {
     /// The training augmentation.
     pub fn augment_config(&self) -> AugmentConfig {
         self.augment.clone()
+    }
+
+    /// The training pipeline of `epoch` (0-based): the augmentation at that epoch's crop
+    /// ([`train_size`](Self::train_size)) with MixUp / CutMix, seeded by `seed`.
+    pub fn train_pipeline(&self, epoch: usize) -> Pipeline {
+        let aug = AugmentConfig {
+            size: self.train_size(epoch),
+            ..self.augment_config()
+        };
+        Pipeline::train(aug, self.seed).with_mix(self.mix_config())
+    }
+
+    /// MixUp / CutMix settings (timm's batch mode).
+    pub fn mix_config(&self) -> MixConfig {
+        MixConfig {
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+            prob: self.mix_prob,
+            switch_prob: self.mix_switch_prob,
+        }
     }
 
     /// The training crop of `epoch` (0-based) of the run's `freeze_epochs + epochs`:
@@ -437,6 +484,36 @@ impl FineTuneConfig {
         );
         v.real("warmup", "warmup", self.warmup, Closed(0.0), Open(1.0));
         v.real("ema", "ema", self.ema, Closed(0.0), Open(1.0));
+        v.real(
+            "loss-scale",
+            "loss_scale",
+            self.loss_scale,
+            Open(0.0),
+            Closed(1e30),
+        );
+        v.int(
+            "loss-scale-growth",
+            "loss_scale_growth",
+            self.loss_scale_growth,
+            1,
+            u32::MAX as usize,
+        );
+        v.real("mixup", "mixup", self.mixup, Closed(0.0), Closed(100.0));
+        v.real("cutmix", "cutmix", self.cutmix, Closed(0.0), Closed(100.0));
+        v.real(
+            "mix-prob",
+            "mix_prob",
+            self.mix_prob,
+            Closed(0.0),
+            Closed(1.0),
+        );
+        v.real(
+            "mix-switch-prob",
+            "mix_switch_prob",
+            self.mix_switch_prob,
+            Closed(0.0),
+            Closed(1.0),
+        );
         v.real("min-lr", "min_lr", self.min_lr, Closed(0.0), Open(self.lr));
         if let Some(p) = self.patience {
             v.int("patience", "patience", p, 1, usize::MAX);

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod adamw;
+pub mod amp;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -13,7 +13,6 @@ use crate::train::{StepContext, device_of, train_step};
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use petal_core::ClassifierConfig;
 use petal_core::weights::StateDict;
-use petal_data::augment::Pipeline;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -118,7 +117,7 @@ pub fn lr_find(config: &FineTuneConfig, opts: &LrFindOptions) -> Result<LrFindRe
     let mut model = set_trainable(model, &groups, 1, config.train_bn);
     let mut optim = build_optimizer(config, &model);
     let loader = data::loader(config, d.train, true);
-    let pipeline = Pipeline::train(config.augment_config(), config.seed);
+    let pipeline = config.train_pipeline(0);
     let ctx = StepContext {
         pipeline: &pipeline,
         dtype: burn::tensor::DType::F32,

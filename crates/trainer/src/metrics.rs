@@ -142,6 +142,12 @@ pub struct EpochRecord {
     pub time_s: f64,
     /// Training images per second.
     pub images_per_s: f64,
+    /// `--precision mixed`: the loss scale at the end of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+    /// `--precision mixed`: optimizer steps skipped so far (non-finite gradients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_steps: Option<u64>,
 }
 
 const CSV_HEADER: &str = "epoch,phase,step,train_loss,train_top1,valid_loss,valid_top1,valid_top5,lr,time_s,images_per_s";

@@ -2,6 +2,7 @@
 //! learning rates, AdamW, per-step schedules, validation, checkpoints, resume, early
 //! stopping, Ctrl-C and NaN handling.
 
+use crate::amp::{self, LossScaler};
 use crate::checkpoint::{Checkpoint, TrainState, model_bytes};
 use crate::config::{FineTuneConfig, Precision, Unfreeze};
 use crate::data::{self, RunData};
@@ -25,8 +26,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use petal_core::device::{DeviceChoice, select_device};
 use petal_core::weights::StateDict;
 use petal_core::{Classifier, ClassifierConfig};
-use petal_data::augment::{AugmentConfig, Pipeline};
+use petal_data::augment::Pipeline;
 use petal_data::folder::{ScanWarning, SkipCounts, Skipped};
+use petal_data::mix::{Mix, mixed_targets};
 use petal_data::{EvalTransform, Loader, PackedBatch};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -257,6 +259,29 @@ pub fn soft_target_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tenso
     (logp * t).sum().neg().div_scalar(n as f64)
 }
 
+/// [`soft_target_cross_entropy`] with per-class `weights` and the batch's hard `labels`:
+/// `−Σᵢ Σ_c w_c·t_ic·log p_ic / Σᵢ w_yᵢ`. With one-hot (smoothed) targets this is
+/// [`weighted_cross_entropy_loss`] (PyTorch's `weight=` semantics); for a batch mixed with
+/// its own permutation the denominator is also `Σᵢ (λ·w_yᵢ + (1 − λ)·w_y_partner)`.
+/// `None` is [`soft_target_cross_entropy`].
+///
+/// # Shapes
+/// - `logits`: `[N, K]`, `targets`: `[N, K]`, `weights`: `[K]`, `labels`: `[N]` → `[1]`
+pub fn weighted_soft_target_cross_entropy(
+    logits: Tensor<2>,
+    targets: Tensor<2>,
+    weights: Option<(&Tensor<1>, Tensor<1, Int>)>,
+) -> Tensor<1> {
+    let Some((w, labels)) = weights else {
+        return soft_target_cross_entropy(logits, targets);
+    };
+    let [_, k] = logits.dims();
+    let logp = log_softmax(logits, 1);
+    let w = w.clone().cast(logp.dtype());
+    let t = targets.cast(logp.dtype()) * w.clone().reshape([1, k]);
+    (logp * t).sum().neg() / w.select(0, labels).sum()
+}
+
 /// A training step's metrics as one small f32 tensor `[loss, correct]`, left on the device
 /// so the step costs one host read (after the optimizer step is queued) instead of a read of
 /// the loss before the backward pass and of the whole logits after it.
@@ -467,17 +492,34 @@ pub fn forward_backward(
     observe: &mut dyn FnMut(StepEvent),
 ) -> (GradientsParams, Tensor<1>, Tensor<2>) {
     let n = batch.len();
-    let x = ctx.pipeline.apply_as(batch, epoch, ctx.dtype, ctx.device);
+    let (x, mix) = ctx
+        .pipeline
+        .apply_mixed(batch, epoch, ctx.dtype, ctx.device);
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
     let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), ctx.device);
     observe(StepEvent::Augmented);
+    // The loss in f32 whatever the model's dtype (autocast's rule for softmax and
+    // cross-entropy): with a loss scale of 2^16 an f16 loss would overflow.
     let logits = model.forward(x);
-    let loss = weighted_cross_entropy_loss(
-        logits.clone(),
-        y.clone(),
-        ctx.label_smoothing,
-        ctx.class_weights.as_ref(),
-    );
+    let logits = if logits.dtype() == DType::F32 {
+        logits
+    } else {
+        logits.cast(DType::F32)
+    };
+    let loss = if mix == Mix::None {
+        weighted_cross_entropy_loss(
+            logits.clone(),
+            y.clone(),
+            ctx.label_smoothing,
+            ctx.class_weights.as_ref(),
+        )
+    } else {
+        let k = logits.dims()[1];
+        let t = mixed_targets(&batch.labels, k, mix.lambda(), ctx.label_smoothing as f32);
+        let t = Tensor::<2>::from_data(TensorData::new(t, [n, k]), ctx.device);
+        let weights = ctx.class_weights.as_ref().map(|w| (w, y.clone()));
+        weighted_soft_target_cross_entropy(logits.clone(), t, weights)
+    };
     let metrics = step_metrics(&logits, &y, &loss);
     observe(StepEvent::Forward {
         logits: &logits,
@@ -699,11 +741,21 @@ impl<'a> Run<'a> {
             {
                 DType::F16
             }
-            Precision::F16 => {
+            Precision::Mixed
+                if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) =>
+            {
+                DType::F32
+            }
+            Precision::F16 | Precision::Mixed => {
                 return Err(TrainError::Config {
                     what: "`precision`".into(),
                     reason: format!(
-                        "f16 training needs a wgpu adapter; {device_name} trains in f32 (use --precision f32)"
+                        "{} training needs a wgpu adapter with f16 (shader-f16); {device_name} has no f16 compute path (the CPU backend computes f16 by widening to f32, so it would be slower, not faster) — use --precision f32",
+                        if config.precision == Precision::F16 {
+                            "f16"
+                        } else {
+                            "mixed-precision"
+                        }
                     ),
                 });
             }
@@ -811,6 +863,8 @@ impl<'a> Run<'a> {
             .map(|c| c.header.state.clone())
             .unwrap_or(TrainState {
                 seed: config.seed,
+                loss_scaler: (config.precision == Precision::Mixed)
+                    .then(|| LossScaler::new(config.loss_scale, config.loss_scale_growth as u32)),
                 ..TrainState::default()
             });
         let records = if opts.resume {
@@ -873,7 +927,7 @@ impl<'a> Run<'a> {
             accum,
             train_loader,
             valid_loader,
-            pipeline: Pipeline::train(config.augment_config(), config.seed),
+            pipeline: config.train_pipeline(config.freeze_epochs + config.epochs - 1),
             eval_t: data::eval_transform(config),
             total_epochs: config.freeze_epochs + config.epochs,
             groups_n: model.layer_groups().len(),
@@ -956,6 +1010,28 @@ impl<'a> Run<'a> {
                 "progressive resizing: training crops {} (per epoch), validation {}",
                 sizes.join(" → "),
                 c.augment.size
+            ));
+        }
+        let m = c.mix_config();
+        if m.enabled() {
+            let kinds = match (m.mixup > 0.0, m.cutmix > 0.0) {
+                (true, true) => format!(
+                    "MixUp α {} / CutMix α {} (CutMix {:.0} %)",
+                    m.mixup,
+                    m.cutmix,
+                    100.0 * m.switch_prob
+                ),
+                (true, false) => format!("MixUp α {}", m.mixup),
+                _ => format!("CutMix α {}", m.cutmix),
+            };
+            self.say(format!(
+                "mixing: {kinds} on {:.0} % of batches, in the fused augmentation; soft-target loss{}",
+                100.0 * m.prob,
+                if c.label_smoothing > 0.0 {
+                    format!(" (label smoothing {})", c.label_smoothing)
+                } else {
+                    String::new()
+                }
             ));
         }
         if self.opts.resume {
@@ -1093,16 +1169,15 @@ impl<'a> Run<'a> {
             ),
         );
         // Progressive resizing: this epoch's crop (the run's pipeline otherwise).
-        let resized = (config.progressive.is_some()).then(|| {
-            let aug = AugmentConfig {
-                size: config.train_size(epoch),
-                ..config.augment_config()
-            };
-            Pipeline::train(aug, config.seed)
-        });
+        let resized = (config.progressive.is_some()).then(|| config.train_pipeline(epoch));
         let ctx = StepContext {
             pipeline: resized.as_ref().unwrap_or(&self.pipeline),
-            dtype: self.dtype,
+            // Mixed precision: the f16 copy's input is f16 too.
+            dtype: if self.state.loss_scaler.is_some() {
+                DType::F16
+            } else {
+                self.dtype
+            },
             device: &self.train_device,
             label_smoothing: config.label_smoothing,
             class_weights: self.class_weights.clone(),
@@ -1116,6 +1191,7 @@ impl<'a> Run<'a> {
         let accum = self.accum;
         let micro_total = self.bpe * accum;
         let mut acc: GradientsAccumulator<Classifier> = GradientsAccumulator::new();
+        let mut half: Option<Classifier> = None;
         let (mut step_loss, mut lr_base) = (0.0f64, 0.0f64);
         for (b, batch) in self
             .train_loader
@@ -1133,14 +1209,24 @@ impl<'a> Run<'a> {
             let seed = mix(config.seed, state.global_step);
             self.train_device
                 .seed(if k == 0 { seed } else { mix(seed, k as u64) });
+            // `--precision mixed`: forward and backward on an f16 copy (made once per step),
+            // the loss scaled; the gradients widened to f32 at once.
+            if k == 0 {
+                half = state.loss_scaler.is_some().then(|| amp::half_copy(&model));
+            }
+            let loss_scale = state.loss_scaler.map_or(1.0, |s| s.scale);
             let (grads, metrics, _) = forward_backward(
-                &model,
+                half.as_ref().unwrap_or(&model),
                 &batch,
                 epoch as u64,
                 &ctx,
-                1.0 / accum as f64,
+                loss_scale / accum as f64,
                 &mut |_| {},
             );
+            let grads = match &half {
+                Some(h) => amp::widen_grads(h, grads),
+                None => grads,
+            };
             if completes_step {
                 let lrs = st.scheduler.step();
                 lr_base = lrs.base();
@@ -1155,7 +1241,19 @@ impl<'a> Run<'a> {
                     acc.accumulate(&model, grads);
                     acc.grads()
                 };
-                model = apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {});
+                model = match state.loss_scaler.as_mut() {
+                    None => apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {}),
+                    Some(scaler) => {
+                        half = None;
+                        let (grads, found_inf) = amp::unscale(&model, grads, 1.0 / scaler.scale);
+                        let model = if scaler.update(found_inf) {
+                            apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {})
+                        } else {
+                            model
+                        };
+                        amp::widen(model)
+                    }
+                };
             } else {
                 acc.accumulate(&model, grads);
             }
@@ -1276,9 +1374,11 @@ impl<'a> Run<'a> {
             lrs: sums.last_lrs.clone(),
             time_s: t0.elapsed().as_secs_f64(),
             images_per_s: sums.imgs_this_run as f64 / sums.train_time.max(1e-9),
+            loss_scale: self.state.loss_scaler.map(|s| s.scale),
+            skipped_steps: self.state.loss_scaler.map(|s| s.skipped),
         };
         self.say(format!(
-            "epoch {:>2}/{} {:<10} train_loss {:.4} valid_loss {:.4} top1 {:.2}% top5 {:.2}% lr {:.2e} time {:.1}s ({:.0} img/s){}",
+            "epoch {:>2}/{} {:<10} train_loss {:.4} valid_loss {:.4} top1 {:.2}% top5 {:.2}% lr {:.2e} time {:.1}s ({:.0} img/s){}{}",
             record.epoch,
             self.total_epochs,
             record.phase,
@@ -1289,6 +1389,11 @@ impl<'a> Run<'a> {
             record.lr,
             record.time_s,
             record.images_per_s,
+            match (record.loss_scale, record.skipped_steps) {
+                (Some(scale), Some(skipped)) =>
+                    format!(" loss scale {scale} ({skipped} steps skipped)"),
+                _ => String::new(),
+            },
             if improved { " *" } else { "" }
         ));
         log_scalars(

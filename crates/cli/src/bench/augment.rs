@@ -26,6 +26,13 @@ pub struct AugmentArgs {
     /// Untimed warm-up batches per measurement.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Mix every batch with MixUp of this α (every path mixes; the fused kernel is also
+    /// timed unmixed in the same run: `mix_cost`).
+    #[arg(long, default_value_t = 0.0)]
+    mixup: f64,
+    /// Mix every batch with CutMix of this α (with --mixup too: half the batches each).
+    #[arg(long, default_value_t = 0.0)]
+    cutmix: f64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -46,6 +53,16 @@ struct AugmentReport {
     cpu_ips: f64,
     speedup_vs_stock: f64,
     speedup_vs_cpu: f64,
+    /// MixUp α of every batch (0 = off).
+    mixup: f64,
+    /// CutMix α of every batch (0 = off).
+    cutmix: f64,
+    /// With mixing: the fused kernel without it, same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fused_unmixed_ms: Option<f64>,
+    /// With mixing: `fused_ms / fused_unmixed_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mix_cost: Option<f64>,
 }
 
 /// Runs `petal bench augment`.
@@ -72,7 +89,16 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
         size: args.size,
         ..AugmentConfig::default()
     };
-    let pipe = Pipeline::train(config, 0);
+    let mix = petal_data::mix::MixConfig {
+        mixup: args.mixup,
+        cutmix: args.cutmix,
+        ..Default::default()
+    };
+    if !(mix.mixup >= 0.0 && mix.cutmix >= 0.0 && mix.mixup <= 100.0 && mix.cutmix <= 100.0) {
+        bail!("--mixup / --cutmix must be in 0..=100");
+    }
+    let unmixed = Pipeline::train(config, 0);
+    let pipe = unmixed.clone().with_mix(mix);
     let norm = pipe.normalize();
     let sync = |d: &Device| d.sync().expect("device sync");
     // Every measurement draws the parameters (epoch = run number) and uploads the bytes.
@@ -82,6 +108,14 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
         epoch += 1;
         drop(pipe.apply(&batch, epoch, &device));
         sync(&device);
+    });
+    let fused_unmixed_ms = mix.enabled().then(|| {
+        eprintln!("  fused kernel, unmixed…");
+        median_ms(args.warmup, args.runs, || {
+            epoch += 1;
+            drop(unmixed.apply(&batch, epoch, &device));
+            sync(&device);
+        })
     });
     eprintln!("  stock Burn ops…");
     let stock_ms = median_ms(args.warmup, args.runs, || {
@@ -122,6 +156,10 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
         cpu_ips: ips(cpu_ms),
         speedup_vs_stock: stock_ms / fused_ms,
         speedup_vs_cpu: cpu_ms / fused_ms,
+        mixup: args.mixup,
+        cutmix: args.cutmix,
+        fused_unmixed_ms,
+        mix_cost: fused_unmixed_ms.map(|u| fused_ms / u),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -134,6 +172,12 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
             "  fused kernel:        {:>9.2} ms  {:>10.1} images/s",
             fused_ms, report.fused_ips
         );
+        if let (Some(u), Some(c)) = (fused_unmixed_ms, report.mix_cost) {
+            println!(
+                "  fused, unmixed:      {:>9.2} ms  (mixing costs {:.2}x, MixUp α {} / CutMix α {})",
+                u, c, args.mixup, args.cutmix
+            );
+        }
         println!(
             "  stock Burn ops:      {:>9.2} ms  {:>10.1} images/s  (fused {:.2}x)",
             stock_ms, report.stock_ips, report.speedup_vs_stock

@@ -22,7 +22,8 @@ pub struct TrainStepArgs {
     /// Training image side.
     #[arg(long, default_value_t = 224)]
     image_size: usize,
-    /// f32, or f16 (parameters, activations and optimizer in f16; wgpu adapters only).
+    /// f32; f16 (parameters, activations and optimizer in f16); or mixed (f16 passes, f32
+    /// master weights and AdamW state, loss scaling). f16 and mixed: wgpu adapters only.
     #[arg(long, default_value = "f32")]
     precision: String,
     /// Device: cpu (Flex), wgpu, vulkan, metal, dx12 or auto.
@@ -102,8 +103,8 @@ struct Breakdown {
 pub fn run(args: TrainStepArgs) -> Result<i32> {
     use burn::tensor::DType;
     use petal_core::{BackboneConfig, ClassifierConfig, HeadConfig};
-    use petal_data::augment::Pipeline;
     use petal_trainer::FineTuneConfig;
+    use petal_trainer::amp::{LossScaler, train_step_mixed};
     use petal_trainer::optim::{build_optimizer_with, cast_model};
     use petal_trainer::train::{StepContext, StepEvent, train_step};
 
@@ -119,15 +120,20 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         eprintln!("{n}");
     }
     let device = selected.device.clone();
-    let dtype = match args.precision.as_str() {
-        "f32" => DType::F32,
-        "f16" if selected.is_wgpu => DType::F16,
-        "f16" => bail!(
-            "--precision f16: {} has no f16 training path (use a wgpu device)",
+    let mixed = args.precision == "mixed";
+    // The model's dtype, and the step's input dtype (the f16 copy's under `mixed`).
+    let (dtype, input_dtype) = match args.precision.as_str() {
+        "f32" => (DType::F32, DType::F32),
+        "f16" if selected.is_wgpu => (DType::F16, DType::F16),
+        "mixed" if selected.is_wgpu => (DType::F32, DType::F16),
+        "f16" | "mixed" => bail!(
+            "--precision {}: {} has no f16 training path (use a wgpu device)",
+            args.precision,
             selected.description
         ),
-        other => bail!("--precision {other}: expected f32 or f16"),
+        other => bail!("--precision {other}: expected f32, f16 or mixed"),
     };
+    let mut scaler = LossScaler::default();
     let train_device = device.clone().autodiff();
     let config = FineTuneConfig {
         arch: args.arch.clone(),
@@ -148,7 +154,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let mut optims = [false, true].map(|stock| build_optimizer_with(&config, &model, stock));
     // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
     let batch = flowers_500x375(args.batch, |i| i % args.classes);
-    let pipe = Pipeline::train(config.augment_config(), config.seed);
+    let pipe = config.train_pipeline(0);
     let n = args.batch;
     let sync = |d: &Device| d.sync().expect("device sync");
     let mut peak_reserved = 0u64;
@@ -167,7 +173,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     }
     let ctx = StepContext {
         pipeline: &pipe,
-        dtype,
+        dtype: input_dtype,
         device: &train_device,
         label_smoothing: 0.0,
         class_weights: None,
@@ -188,13 +194,27 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
             }
         };
         // The trainer's step, observed between its phases.
-        let (model, metrics) = train_step(
+        let mut step = |model: petal_core::Classifier,
+                        optim: &mut burn::optim::ModuleOptimizer,
+                        observe: &mut dyn FnMut(StepEvent)| {
+            if mixed {
+                train_step_mixed(
+                    model,
+                    &batch,
+                    epoch,
+                    optim,
+                    config.lr,
+                    &ctx,
+                    &mut scaler,
+                    observe,
+                )
+            } else {
+                train_step(model, &batch, epoch, optim, config.lr, &ctx, observe)
+            }
+        };
+        let (model, metrics) = step(
             model,
-            &batch,
-            epoch,
             &mut optims[usize::from(stock)],
-            config.lr,
-            &ctx,
             &mut |event| match event {
                 StepEvent::Augmented => lap(&mut b.augment),
                 StepEvent::Forward { loss, .. } => {

@@ -14,7 +14,7 @@ const SOURCE: &str = include_str!("../../../../kernels/augment.wgsl");
 /// Floats before the first image's parameters (mean, std, 2 unused).
 pub(crate) const PRM_HEADER: usize = 8;
 /// Floats per image.
-pub(crate) const PRM_STRIDE: usize = 16;
+pub(crate) const PRM_STRIDE: usize = 20;
 /// Words before the first image's info.
 pub(crate) const INFO_HEADER: usize = 4;
 
@@ -87,7 +87,13 @@ pub(crate) fn pack(
         prm.extend_from_slice(&p.affine);
         prm.extend_from_slice(&[p.brightness, p.contrast, p.saturation, p.hue, p.gray_mean]);
         prm.extend_from_slice(&fill);
-        prm.extend_from_slice(&[0.0, 0.0]);
+        // Mixing: own weight, partner, cut box (small integers, exact in f32).
+        let (weight, partner, cut) = match p.mix {
+            Some(m) => (m.weight, to_u32(m.partner), m.cut),
+            None => (1.0, to_u32(i), [0; 4]),
+        };
+        prm.extend_from_slice(&[weight, partner as f32]);
+        prm.extend(cut.map(|v| v as f32));
     }
     debug_assert_eq!(info.len(), INFO_HEADER + 4 * params.len());
     debug_assert_eq!(prm.len(), PRM_HEADER + PRM_STRIDE * params.len());

@@ -28,7 +28,14 @@
 //!    - saturation `s`: `clamp(s·v + (1 − s)·gray(v))`;
 //!    - hue `h`: torchvision's RGB → HSV, `H = (H + h) mod 1`, HSV → RGB (skipped when
 //!      `h = 0`, so a zero shift is an exact identity).
-//! 5. **Normalise**: `(v − mean) / std` per channel, written as f32 or f16.
+//! 5. **Mixing** (MixUp / CutMix, [`PixelMix`]): a sample with a partner blends its jittered
+//!    value `a` with the partner's `b` — steps 1–4 of the partner's own parameters at the same
+//!    output pixel — as `w·a + (1 − w)·b`, where `w` is [`PixelMix::weight`] outside the cut
+//!    box and 0 inside it. Each output pixel reads both samples in the same pass (no second
+//!    pass over the batch); a weight of exactly 1 (or 0) reads only one. Mixing before the
+//!    normalisation equals timm's mixing of normalised tensors (the normalisation is the same
+//!    affine map for both samples).
+//! 6. **Normalise**: `(v − mean) / std` per channel, written as f32 or f16.
 //!
 //! On a wgpu device [`augment_batch`] runs the fused kernel; on any other device (Flex) it
 //! runs [`augment_reference`], the same maths on the CPU with rayon, which is also the
@@ -41,7 +48,7 @@ mod reference;
 mod stock;
 
 pub use backend::AugmentBackend;
-pub use reference::{augment_reference, estimate_gray_mean, sample_rgb};
+pub use reference::{augment_reference, estimate_gray_mean, sample_augmented, sample_rgb};
 pub use stock::augment_stock;
 
 use burn::backend::{Dispatch, DispatchDevice};
@@ -101,6 +108,35 @@ pub struct AugmentParams {
     pub padding: Padding,
     /// Supersampling taps per output pixel along the output x and y axes (1..=[`MAX_TAPS`]).
     pub taps: [u32; 2],
+    /// Blending with another sample of the batch (MixUp / CutMix); `None` for none.
+    pub mix: Option<PixelMix>,
+}
+
+/// How a sample's output blends with a partner sample of the same batch (see step 5 of the
+/// module docs): `w·own + (1 − w)·partner` per pixel, `w = weight` outside the cut box and
+/// `w = 0` inside it. MixUp is `weight = λ` with an empty box; CutMix is `weight = 1` with the
+/// partner's box.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PixelMix {
+    /// Index of the partner sample in the batch (its own parameters are used for it).
+    pub partner: usize,
+    /// Weight of the sample itself outside the box, in `[0, 1]`.
+    pub weight: f32,
+    /// `[y0, y1, x0, x1]`: output pixels `y0 ≤ y < y1`, `x0 ≤ x < x1` are the partner's alone
+    /// (empty when `y0 = y1` or `x0 = x1`).
+    pub cut: [u32; 4],
+}
+
+impl PixelMix {
+    /// The weight of the sample itself at output pixel `(x, y)` (integer pixel indices).
+    pub fn weight_at(&self, x: u32, y: u32) -> f32 {
+        let [y0, y1, x0, x1] = self.cut;
+        if (y0..y1).contains(&y) && (x0..x1).contains(&x) {
+            0.0
+        } else {
+            self.weight
+        }
+    }
 }
 
 impl AugmentParams {
@@ -116,6 +152,7 @@ impl AugmentParams {
             gray_mean: GRAY_MEAN_AUTO,
             padding: Padding::default(),
             taps: taps_for(&affine),
+            mix: None,
         }
     }
 
@@ -180,6 +217,12 @@ impl AugmentParams {
     /// The same parameters with `padding`.
     pub fn with_padding(mut self, padding: Padding) -> Self {
         self.padding = padding;
+        self
+    }
+
+    /// The same parameters blended with `mix` (MixUp / CutMix).
+    pub fn with_mix(mut self, mix: Option<PixelMix>) -> Self {
+        self.mix = mix;
         self
     }
 
@@ -248,8 +291,23 @@ impl PackedImages<'_> {
     }
 
     /// # Panics
-    /// If offsets and sizes disagree in length, an image is empty or lies outside `data`.
-    pub(crate) fn check(&self, params: usize) {
+    /// If offsets and sizes disagree in length, an image is empty or lies outside `data`, or a
+    /// mix partner is not in the batch or its weight is outside `[0, 1]`.
+    pub(crate) fn check(&self, params: &[AugmentParams]) {
+        for (i, m) in params
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, p.mix?)))
+        {
+            assert!(
+                m.partner < params.len() && (0.0..=1.0).contains(&m.weight),
+                "augment: sample {i} mixes with sample {} (batch of {}) at weight {} (must be in [0, 1])",
+                m.partner,
+                params.len(),
+                m.weight
+            );
+        }
+        let params = params.len();
         assert_eq!(
             self.offsets.len(),
             self.sizes.len(),
@@ -332,7 +390,7 @@ pub fn augment_batch(
         matches!(dtype, DType::F32 | DType::F16),
         "augment: output dtype must be F32 or F16, got {dtype:?}"
     );
-    images.check(params.len());
+    images.check(params);
     let n = params.len();
     if !uses_fused_kernel(device, dtype) || n == 0 {
         let v = augment_reference(images, params, size, norm);

@@ -167,6 +167,45 @@ pub fn estimate_gray_mean(images: &PackedImages, i: usize, p: &AugmentParams, si
     sum / (g * g) as f32
 }
 
+/// The colour of output pixel `(x, y)` (integer indices) of sample `i` with parameters `p`
+/// after sampling and colour jitter, before mixing and normalisation, on `[0, 1]`. `p` must
+/// have its gray mean resolved.
+pub fn sample_augmented(
+    images: &PackedImages,
+    i: usize,
+    p: &AugmentParams,
+    x: usize,
+    y: usize,
+) -> [f32; 3] {
+    let v = sample_rgb(images, i, p, x as f32 + 0.5, y as f32 + 0.5);
+    jitter_rest(brightness(v, p.brightness), p)
+}
+
+/// Output pixel `(x, y)` of sample `i` before normalisation: its own value, or its blend with
+/// the partner's (`w·a + (1 − w)·b`, reading only one sample when `w` is 0 or 1).
+fn mixed_pixel(
+    images: &PackedImages,
+    params: &[AugmentParams],
+    i: usize,
+    p: &AugmentParams,
+    x: usize,
+    y: usize,
+) -> [f32; 3] {
+    let Some(m) = p.mix else {
+        return sample_augmented(images, i, p, x, y);
+    };
+    let w = m.weight_at(x as u32, y as u32);
+    let partner = || sample_augmented(images, m.partner, &params[m.partner], x, y);
+    if w >= 1.0 {
+        return sample_augmented(images, i, p, x, y);
+    }
+    if w <= 0.0 {
+        return partner();
+    }
+    let (a, b) = (sample_augmented(images, i, p, x, y), partner());
+    [0, 1, 2].map(|c| w * a[c] + (1.0 - w) * b[c])
+}
+
 /// The CPU reference: `[N, 3, size, size]` (NCHW, row-major) normalised values.
 ///
 /// # Panics
@@ -177,7 +216,7 @@ pub fn augment_reference(
     size: usize,
     norm: &Normalize,
 ) -> Vec<f32> {
-    images.check(params.len());
+    images.check(params);
     for p in params {
         assert!(
             (1..=super::MAX_TAPS).contains(&p.taps[0])
@@ -199,8 +238,7 @@ pub fn augment_reference(
         .for_each(|(i, (dst, p))| {
             for y in 0..size {
                 for x in 0..size {
-                    let v = sample_rgb(images, i, p, x as f32 + 0.5, y as f32 + 0.5);
-                    let v = jitter_rest(brightness(v, p.brightness), p);
+                    let v = mixed_pixel(images, &params, i, p, x, y);
                     for c in 0..3 {
                         dst[c * plane + y * size + x] = (v[c] - norm.mean[c]) / norm.std[c];
                     }

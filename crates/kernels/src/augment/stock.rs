@@ -26,7 +26,7 @@ pub fn augment_stock(
     norm: &Normalize,
     device: &Device,
 ) -> Tensor<4> {
-    images.check(params.len());
+    images.check(params);
     let n = params.len();
     assert!(n > 0 && size > 0, "augment_stock: empty batch or size");
     // The supersampled intermediate is the largest tensor: keep it under 64 MiB per chunk
@@ -47,7 +47,33 @@ pub fn augment_stock(
             stock_chunk(&sub, &params[start..end], size, norm, device, (kx, ky))
         })
         .collect();
-    Tensor::cat(parts, 0)
+    mix_stock(Tensor::cat(parts, 0), params, size, device)
+}
+
+/// MixUp / CutMix on the finished batch (a second pass, unlike the fused kernel): the
+/// partners gathered with `select`, blended by a per-pixel weight map built on the host.
+/// Mixing the normalised values equals mixing before the normalisation (same affine map).
+fn mix_stock(x: Tensor<4>, params: &[AugmentParams], size: usize, device: &Device) -> Tensor<4> {
+    if params.iter().all(|p| p.mix.is_none()) {
+        return x;
+    }
+    let n = params.len();
+    let plane = size * size;
+    let mut weights = vec![1f32; n * plane];
+    let mut partners = Vec::with_capacity(n);
+    for (i, p) in params.iter().enumerate() {
+        partners.push(p.mix.map_or(i, |m| m.partner) as i64);
+        if let Some(m) = p.mix {
+            for (j, w) in weights[i * plane..(i + 1) * plane].iter_mut().enumerate() {
+                *w = m.weight_at((j % size) as u32, (j / size) as u32);
+            }
+        }
+    }
+    let w = Tensor::<1>::from_data(TensorData::new(weights, [n * plane]), device)
+        .reshape([n, 1, size, size]);
+    let partners = Tensor::<1, Int>::from_data(TensorData::new(partners, [n]), device);
+    let b = x.clone().select(0, partners);
+    x * w.clone() + b * w.neg().add_scalar(1.0)
 }
 
 /// [`augment_stock`] on one chunk, with the batch's tap counts.
