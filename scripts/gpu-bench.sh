@@ -14,7 +14,7 @@
 #   ARCH SIZE BATCH      train-step shape (default densenet161 224 64).
 #   AUG_BATCH AUG_SIZE   bench augment shape (default 64 224).
 #   RUNS WARMUP          timed / warm-up steps (default 10 / 3), POOL_RUNS (default 20).
-#   PRECISIONS     petal precisions (default "f32 f16"); TORCH_MODES (default
+#   PRECISIONS     petal precisions (default "f32 f16 mixed"); TORCH_MODES (default
 #                  "f32 f32-notf32 f16": PyTorch's TF32 defaults, TF32 off, AMP f16).
 #   STEP_TIMEOUT   seconds per command (default 1800).
 set -uo pipefail
@@ -32,7 +32,7 @@ AUG_SIZE=${AUG_SIZE:-224}
 RUNS=${RUNS:-10}
 WARMUP=${WARMUP:-3}
 POOL_RUNS=${POOL_RUNS:-20}
-PRECISIONS=${PRECISIONS:-f32 f16}
+PRECISIONS=${PRECISIONS:-f32 f16 mixed}
 TORCH_MODES=${TORCH_MODES:-f32 f32-notf32 f16}
 STEP_TIMEOUT=${STEP_TIMEOUT:-1800}
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
@@ -101,6 +101,8 @@ ls -l "$PETAL_BIN" >"$WORK/bin.txt"
 run petal-pool "$BIN" bench pool --device "$PETAL_DEVICE" --runs "$POOL_RUNS" --json
 run petal-augment "$BIN" bench augment --device "$PETAL_DEVICE" --batch-size "$AUG_BATCH" \
     --size "$AUG_SIZE" --json
+run petal-augment-mixed "$BIN" bench augment --device "$PETAL_DEVICE" --batch-size "$AUG_BATCH" \
+    --size "$AUG_SIZE" --mixup 0.2 --cutmix 1.0 --json
 for p in $PRECISIONS; do
     run "petal-train-step-$p" "$BIN" bench train-step --arch "$ARCH" --image-size "$SIZE" \
         --batch "$BATCH" --precision "$p" --device "$PETAL_DEVICE" --runs "$RUNS" \
@@ -142,7 +144,7 @@ for rc_file in sorted(glob.glob(os.path.join(work, "*.rc"))):
 def ips(name):
     r = res["results"].get(name, {}).get("result")
     return r and r.get("ips"), r and r.get("peak_mem_bytes")
-for p in ["f32", "f16"]:
+for p in ["f32", "f16", "mixed"]:
     for m in ["f32", "f32-notf32", "f32-tf32", "f16"]:
         (a, am), (b, bm) = ips(f"petal-train-step-{p}"), ips(f"pytorch-{m}")
         if a and b:

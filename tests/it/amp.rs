@@ -11,9 +11,8 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use petal::data::PackedBatch;
 use petal::data::augment::{AugmentConfig, Pipeline};
-use petal::models::densenet::DenseNetConfig;
 use petal::models::head::PoolOrder;
-use petal::models::{BackboneConfig, Classifier, ClassifierConfig, HeadConfig};
+use petal::models::{Classifier, ClassifierConfig, HeadConfig};
 use petal::trainer::FineTuneConfig;
 use petal::trainer::amp::{LossScaler, half_copy, train_step_mixed, unscale, widen_grads};
 use petal::trainer::optim::build_optimizer;
@@ -55,13 +54,7 @@ fn grad_values(model: &Classifier, grads: &GradientsParams) -> BTreeMap<ParamId,
 /// same function).
 fn tiny(device: &Device) -> Classifier {
     let config = ClassifierConfig::new(
-        BackboneConfig::DenseNet(DenseNetConfig {
-            growth_rate: 4,
-            block_config: vec![2, 2],
-            num_init_features: 8,
-            bn_size: 2,
-            drop_rate: 0.0,
-        }),
+        tiny_densenet(&[2, 2]),
         HeadConfig::ConcatPool {
             hidden: vec![16],
             dropout: vec![0.0],
@@ -164,18 +157,14 @@ fn mixed_precision_gradients_match_f32_and_overflow_skips_the_step_wgpu() {
     // A whole step: the master stays f32 (weights and BatchNorm buffers); the weights move.
     let config = FineTuneConfig::default();
     let mut optim = build_optimizer(&config, &model);
+    let step = |model, optim: &mut _, scaler: &mut LossScaler| {
+        train_step_mixed(model, &batch, 0, optim, 1e-3, &f16_ctx, scaler, &mut |_| {}).0
+    };
     let before = snapshot(&model.valid());
-    let mut scaler = LossScaler::default();
-    let (model, _) = train_step_mixed(
-        model,
-        &batch,
-        0,
-        &mut optim,
-        1e-3,
-        &f16_ctx,
-        &mut scaler,
-        &mut |_| {},
-    );
+    // (At 2^16 this tiny model's largest weight gradient, above 1, would overflow f16: the
+    // copy's weight gradients are f16 too, unlike autocast's f32 ones.)
+    let mut scaler = LossScaler::new(1024.0, 2000);
+    let model = step(model, &mut optim, &mut scaler);
     let after = snapshot(&model.valid());
     assert!(
         after.values().all(|(d, _)| *d == DType::F32),
@@ -184,7 +173,7 @@ fn mixed_precision_gradients_match_f32_and_overflow_skips_the_step_wgpu() {
     assert_ne!(before, after, "the step moved the weights");
     assert_eq!(
         (scaler.scale, scaler.skipped, scaler.growth_tracker),
-        (65_536.0, 0, 1)
+        (1024.0, 0, 1)
     );
 
     // A scale of 2^40 overflows f16 (max 65504; lavapipe saturates there rather than giving
@@ -193,16 +182,7 @@ fn mixed_precision_gradients_match_f32_and_overflow_skips_the_step_wgpu() {
     // PyTorch) — and the scale halves.
     let mut scaler = LossScaler::new(2f64.powi(40), 2000);
     let before = snapshot(&model.valid());
-    let (model, _) = train_step_mixed(
-        model,
-        &batch,
-        0,
-        &mut optim,
-        1e-3,
-        &f16_ctx,
-        &mut scaler,
-        &mut |_| {},
-    );
+    let model = step(model, &mut optim, &mut scaler);
     assert_eq!((scaler.scale, scaler.skipped), (2f64.powi(39), 1));
     let after = snapshot(&model.valid());
     let trainable: Vec<ParamId> = param_grads(&model, &GradientsParams::new())

@@ -161,3 +161,15 @@ pub fn param_grads(model: &impl Module, grads: &GradientsParams) -> Vec<ParamGra
 pub fn is_buffer(path: &str) -> bool {
     path.ends_with("running_mean") || path.ends_with("running_var")
 }
+
+/// A tiny DenseNet (growth 4, `blocks` layers per block, 4 initial features, bottleneck 1×):
+/// the tests' smallest real backbone.
+pub fn tiny_densenet(blocks: &[usize]) -> petal::models::BackboneConfig {
+    petal::models::BackboneConfig::DenseNet(petal::models::densenet::DenseNetConfig {
+        growth_rate: 4,
+        block_config: blocks.to_vec(),
+        num_init_features: 4,
+        bn_size: 1,
+        drop_rate: 0.0,
+    })
+}

@@ -4,8 +4,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
-use petal::models::densenet::DenseNetConfig;
-use petal::models::{BackboneConfig, ClassifierConfig, HeadConfig};
+use petal::models::{ClassifierConfig, HeadConfig};
 use petal::trainer::ema::{ModelEma, ema_decay};
 use std::collections::BTreeMap;
 
@@ -57,17 +56,8 @@ fn ema_decay_follows_timm_model_ema_v3() {
 #[test]
 fn ema_update_is_the_hand_computed_lerp_of_weights_and_batchnorm_statistics() {
     let device = Device::flex().autodiff();
-    let config = ClassifierConfig::new(
-        BackboneConfig::DenseNet(DenseNetConfig {
-            growth_rate: 4,
-            block_config: vec![1, 1],
-            num_init_features: 4,
-            bn_size: 1,
-            drop_rate: 0.0,
-        }),
-        HeadConfig::seed(),
-        3,
-    );
+    let config =
+        ClassifierConfig::new(crate::common::tiny_densenet(&[1, 1]), HeadConfig::seed(), 3);
     let model = config.init(&device);
     // A training-mode forward moves the BatchNorm statistics away from 0 / 1.
     let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);

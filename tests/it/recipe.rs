@@ -26,23 +26,36 @@ fn torch_weighted_ce(logits: &[[f64; 3]], labels: &[usize], w: &[f64; 3], eps: f
     num / den
 }
 
+/// Four rows of logits, their labels and class weights shared by the loss tests.
+const LOGITS: [[f64; 3]; 4] = [
+    [2.0, 0.0, -1.0],
+    [0.5, 1.5, 0.0],
+    [-0.3, 0.2, 2.2],
+    [1.0, 1.0, 1.0],
+];
+const LABELS: [usize; 4] = [0, 1, 2, 1];
+const WEIGHTS: [f64; 3] = [1.0, 2.0, 0.5];
+
+/// [`LOGITS`], [`LABELS`] and [`WEIGHTS`] as tensors on `device`.
+fn case_tensors(device: &Device) -> (Tensor<2>, Tensor<1, Int>, Tensor<1>) {
+    let x = logits_tensor(&LOGITS, device);
+    let y = Tensor::<1, Int>::from_data(
+        TensorData::new(LABELS.iter().map(|&l| l as i64).collect::<Vec<_>>(), [4]),
+        device,
+    );
+    let w = WEIGHTS.map(|v| v as f32).to_vec();
+    (
+        x,
+        y,
+        Tensor::<1>::from_data(TensorData::new(w, [3]), device),
+    )
+}
+
 #[test]
 fn weighted_cross_entropy_is_pytorchs() {
     let device = Device::flex();
-    let logits = [
-        [2.0, 0.0, -1.0],
-        [0.5, 1.5, 0.0],
-        [-0.3, 0.2, 2.2],
-        [1.0, 1.0, 1.0],
-    ];
-    let labels = [0usize, 1, 2, 1];
-    let w = [1.0, 2.0, 0.5];
-    let x = logits_tensor(&logits, &device);
-    let y = Tensor::<1, Int>::from_data(
-        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [4]),
-        &device,
-    );
-    let wt = Tensor::<1>::from_data(TensorData::new(w.map(|v| v as f32).to_vec(), [3]), &device);
+    let (logits, labels, w) = (LOGITS, LABELS, WEIGHTS);
+    let (x, y, wt) = case_tensors(&device);
     for eps in [0.0, 0.1] {
         let got: f32 =
             weighted_cross_entropy_loss(x.clone(), y.clone(), eps, Some(&wt)).into_scalar();
@@ -338,20 +351,8 @@ fn weighted_soft_target_loss_reduces_to_pytorchs_and_mixes_by_hand() {
     use petal::data::mix::mixed_targets;
     use petal::trainer::train::weighted_soft_target_cross_entropy;
     let device = Device::flex();
-    let logits = [
-        [2.0, 0.0, -1.0],
-        [0.5, 1.5, 0.0],
-        [-0.3, 0.2, 2.2],
-        [1.0, 1.0, 1.0],
-    ];
-    let labels = [0usize, 1, 2, 1];
-    let w = [1.0, 2.0, 0.5];
-    let x = logits_tensor(&logits, &device);
-    let y = Tensor::<1, Int>::from_data(
-        TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [4]),
-        &device,
-    );
-    let wt = Tensor::<1>::from_data(TensorData::new(w.map(|v| v as f32).to_vec(), [3]), &device);
+    let (logits, labels, w) = (LOGITS, LABELS, WEIGHTS);
+    let (x, y, wt) = case_tensors(&device);
     let targets = |lambda: f32, eps: f32| {
         let t = mixed_targets(&labels, 3, lambda, eps);
         Tensor::<2>::from_data(TensorData::new(t, [4, 3]), &device)

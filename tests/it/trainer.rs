@@ -320,13 +320,7 @@ fn scheduler_groups_follow_the_closed_form() {
     // hand-written formula.
     let device = burn::tensor::Device::flex();
     let model = petal_core::ClassifierConfig::new(
-        BackboneConfig::DenseNet(DenseNetConfig {
-            growth_rate: 4,
-            block_config: vec![1, 1],
-            num_init_features: 4,
-            bn_size: 1,
-            drop_rate: 0.0,
-        }),
+        crate::common::tiny_densenet(&[1, 1]),
         petal_core::HeadConfig::seed(),
         3,
     )
@@ -373,13 +367,7 @@ fn checkpoint_is_atomic_and_rejects_damage() {
     let root = tmpdir("ckpt");
     let device = burn::tensor::Device::flex();
     let config = petal_core::ClassifierConfig::new(
-        BackboneConfig::DenseNet(DenseNetConfig {
-            growth_rate: 4,
-            block_config: vec![1],
-            num_init_features: 4,
-            bn_size: 1,
-            drop_rate: 0.0,
-        }),
+        crate::common::tiny_densenet(&[1]),
         petal_core::HeadConfig::seed(),
         2,
     );

@@ -242,6 +242,38 @@ fn train_with(cfg: &std::path::Path, out: &std::path::Path, extra: &[&str]) -> O
     petal(&args)
 }
 
+/// Trains `a` with `flags` to the end, and `b` with the same flags stopped at step `stop`
+/// then resumed; returns the uninterrupted run's stdout.
+fn full_and_resumed(
+    cfg: &std::path::Path,
+    (a, b): (&std::path::Path, &std::path::Path),
+    flags: &[&str],
+    stop: &str,
+) -> String {
+    let out = train_with(cfg, a, flags);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stopped = flags.to_vec();
+    stopped.extend(["--stop-at-step", stop]);
+    let out_b = train_with(cfg, b, &stopped);
+    assert_eq!(
+        out_b.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out_b.stderr)
+    );
+    let resumed = petal(&["train", "--resume", b.to_str().unwrap()]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The last predicted logits of `run`'s `last.ckpt` for one image.
 fn last_logits(run: &std::path::Path, image: &std::path::Path) -> serde_json::Value {
     let o = petal(&[
@@ -1465,31 +1497,7 @@ fn resume_with_accumulation_is_exact() {
     for r in [&a, &b] {
         let _ = std::fs::remove_dir_all(r);
     }
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let train = |out: &PathBuf, extra: &[&str]| {
-        let mut args = vec!["--accum-steps", "2"];
-        args.extend(extra);
-        train_with(&cfg, out, &args)
-    };
-    let out = train(&a, &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = train(&b, &["--stop-at-step", "4"]);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = petal(&["train", "--resume", &s(&b)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    full_and_resumed(&cfg, (&a, &b), &["--accum-steps", "2"], "4");
     assert_eq!(metrics(&a), metrics(&b));
     assert_eq!(
         metrics(&a)
@@ -1528,31 +1536,10 @@ fn mixup_cutmix_runs_resume_exactly_and_are_recorded() {
         "--label-smoothing",
         "0.1",
     ];
-    let out = train_with(&cfg, &a, &mix);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = full_and_resumed(&cfg, (&a, &b), &mix, "9");
     assert!(
         stdout.contains("mixing: MixUp α 0.4 / CutMix α 1 (CutMix 50 %) on 90 % of batches"),
         "{stdout}"
-    );
-    let mut stop = mix.to_vec();
-    stop.extend(["--stop-at-step", "9"]);
-    let out = train_with(&cfg, &b, &stop);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = petal(&["train", "--resume", b.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(metrics(&a), metrics(&b));
     let flower = d.join("flower.png");
@@ -1622,27 +1609,7 @@ fn mixed_precision_resumes_exactly_on_wgpu_and_is_refused_on_the_cpu() {
         "--loss-scale-growth",
         "4",
     ];
-    let out = train_with(&cfg, &a, &flags);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut stop = flags.to_vec();
-    stop.extend(["--stop-at-step", "8"]);
-    let out = train_with(&cfg, &b, &stop);
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = petal(&["train", "--resume", b.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    full_and_resumed(&cfg, (&a, &b), &flags, "8");
     // wgpu runs are not bit-reproducible from process to process (autotuned kernels are
     // chosen by timing), so the losses agree closely, and the scaler's path exactly.
     let (ma, mb) = (metrics(&a), metrics(&b));
