@@ -16,7 +16,7 @@ SEEDS=${*:-1 2 3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PETAL_BIN=${PETAL_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/petal}
 OUT=${OUT:-/tmp/levers}
-BASE=${BASE:---image-size 128 --max-shorter-side 146 --batch-size 16 --freeze-epochs 2 --epochs 6 --lr 2e-3 --device cpu --cache ram}
+BASE=${BASE:---image-size 128 --max-shorter-side 146 --batch-size 16 --freeze-epochs 2 --epochs 6 --device cpu --cache ram}
 LEVERS=${LEVERS:-"base|
 ema 0.99|--ema 0.99
 label smoothing 0.1|--label-smoothing 0.1

@@ -37,35 +37,28 @@ import torchvision
 from PIL import Image
 from torchvision import transforms as T
 
-from train_step import ConcatPoolHead  # petal's seed head, shared with the step bench
+from train_step import Classifier  # features + petal's seed head, shared with the step bench
 
 MEAN = [0.485, 0.456, 0.406]
 STD = [0.229, 0.224, 0.225]
 
 
-class Net(nn.Module):
-    def __init__(self, arch, weights, classes):
-        super().__init__()
-        net = getattr(torchvision.models, arch)(weights=None)
-        net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.features = net.features
-        self.relu = arch.startswith("densenet")
-        with torch.no_grad():
-            n = self.features(torch.zeros(1, 3, 64, 64)).shape[1]
-        self.head = ConcatPoolHead(n, classes)
+def load_model(arch, weights, classes):
+    """The step bench's model (torchvision `features` + the seed head) with the ImageNet
+    weights of `features` read from a local torchvision .pth."""
+    model = Classifier(arch, classes)
+    sd = torch.load(weights, map_location="cpu", weights_only=True)
+    model.features.load_state_dict(
+        {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")})
+    return model
 
-    def forward(self, x):
-        x = self.features(x)
-        if self.relu:
-            x = F.relu(x)
-        return self.head(x)
 
-    def groups(self):
-        """petal's layer groups (input side first, the head last)."""
-        f = list(self.features.children())
-        if len(f) == 19:  # MobileNetV2: stem + 17 blocks + last conv
-            return [nn.ModuleList(f[:9]), nn.ModuleList(f[9:]), self.head]
-        return [self.features, self.head]
+def groups(model):
+    """petal's layer groups (input side first, the head last)."""
+    f = list(model.features.children())
+    if len(f) == 19:  # MobileNetV2: stem + 17 blocks + last conv
+        return [nn.ModuleList(f[:9]), nn.ModuleList(f[9:]), model.head]
+    return [model.features, model.head]
 
 
 def is_bn(m):
@@ -76,7 +69,7 @@ def param_groups(model, lrs, wd):
     """One (decay, no-decay) pair of AdamW groups per layer group; BatchNorm and biases
     without weight decay."""
     out = []
-    for g, lr in zip(model.groups(), lrs):
+    for g, lr in zip(groups(model), lrs):
         bn_ids = {id(p) for m in g.modules() if is_bn(m) for p in m.parameters()}
         decay, no_decay = [], []
         for p in g.parameters():
@@ -160,7 +153,7 @@ def main():
     train_dl = torch.utils.data.DataLoader(train, a.batch_size, shuffle=True, drop_last=True,
                                            generator=g)
     valid_dl = torch.utils.data.DataLoader(valid, 64)
-    model = Net(a.arch, a.weights, len(classes))
+    model = load_model(a.arch, a.weights, len(classes))
 
     mixer = None
     if (a.mixup > 0 or a.cutmix > 0) and a.mix_prob > 0:
@@ -199,7 +192,7 @@ def main():
                 if is_bn(m):
                     for p in m.parameters():
                         p.requires_grad = True
-        n_groups = len(model.groups())
+        n_groups = len(groups(model))
         factors = [1.0] * n_groups if frozen else [
             a.lr_mult ** (-(n_groups - 1 - i) / (n_groups - 1)) for i in range(n_groups)]
         opt = torch.optim.AdamW(param_groups(model, [a.lr * f for f in factors], a.wd),
