@@ -222,14 +222,6 @@ impl Pipeline {
         self
     }
 
-    /// The MixUp / CutMix settings (off in eval mode).
-    pub fn mix_config(&self) -> MixConfig {
-        match &self.mode {
-            Mode::Train { mix, .. } => *mix,
-            Mode::Eval { .. } => MixConfig::default(),
-        }
-    }
-
     /// The mixing of `batch` in `epoch`: drawn from an RNG keyed by (seed, epoch, the batch's
     /// source indices in order) only, so a resumed run draws the same; [`Mix::None`] in eval
     /// mode or with mixing off.
@@ -247,12 +239,8 @@ impl Pipeline {
                 h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
             }
         }
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        key[8..16].copy_from_slice(&epoch.to_le_bytes());
-        key[16..24].copy_from_slice(&h.to_le_bytes());
-        key[24..].copy_from_slice(b"petalmix");
-        mix::draw(m, self.size() as u32, &mut ChaCha8Rng::from_seed(key))
+        let mut rng = keyed_rng(*seed, epoch, h, b"petalmix");
+        mix::draw(m, self.size() as u32, &mut rng)
     }
 
     /// Deterministic resize of the shorter side to `resize` + center crop `size` + normalise
@@ -300,12 +288,7 @@ impl Pipeline {
 
     /// The RNG of sample `index` in `epoch`: a function of (seed, epoch, index) only.
     fn rng(seed: u64, epoch: u64, index: usize) -> ChaCha8Rng {
-        let mut key = [0u8; 32];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        key[8..16].copy_from_slice(&epoch.to_le_bytes());
-        key[16..24].copy_from_slice(&(index as u64).to_le_bytes());
-        key[24..].copy_from_slice(b"petalaug");
-        ChaCha8Rng::from_seed(key)
+        keyed_rng(seed, epoch, index as u64, b"petalaug")
     }
 
     /// The random draw of sample `index` (a `width × height` image) in `epoch`; `None` in
@@ -447,6 +430,17 @@ impl Pipeline {
         );
         (x, mix)
     }
+}
+
+/// A ChaCha8 stream keyed by (seed, epoch, `id`, `tag`) alone: each draw of the pipeline
+/// (per-sample augmentation, per-batch mixing) has its own tag, so resuming reproduces it.
+fn keyed_rng(seed: u64, epoch: u64, id: u64, tag: &[u8; 8]) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&epoch.to_le_bytes());
+    key[16..24].copy_from_slice(&id.to_le_bytes());
+    key[24..].copy_from_slice(tag);
+    ChaCha8Rng::from_seed(key)
 }
 
 /// The batch's bytes as the kernel's [`PackedImages`].

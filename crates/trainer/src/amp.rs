@@ -178,12 +178,33 @@ pub fn widen_grads(model: &Classifier, grads: GradientsParams) -> GradientsParam
     w.0
 }
 
+/// The end of a mixed-precision step on the (accumulated, widened) scaled gradients:
+/// unscale them and check for overflow (one host read), then the AdamW step on the f32
+/// master — or, on overflow, no step and the scale halved ([`LossScaler::update`]) — and the
+/// master's BatchNorm buffers widened back to f32.
+pub fn apply_step_scaled(
+    model: Classifier,
+    grads: GradientsParams,
+    optim: &mut burn::optim::ModuleOptimizer,
+    lrs: impl Into<burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
+    ctx: &crate::train::StepContext,
+    scaler: &mut LossScaler,
+    observe: &mut dyn FnMut(crate::train::StepEvent),
+) -> Classifier {
+    let (grads, found_inf) = unscale(&model, grads, 1.0 / scaler.scale);
+    let model = if scaler.update(found_inf) {
+        crate::train::apply_step(model, grads, optim, lrs, ctx, observe)
+    } else {
+        observe(crate::train::StepEvent::Backward);
+        model
+    };
+    widen(model)
+}
+
 /// One mixed-precision training step (no accumulation), the counterpart of
 /// [`train_step`](crate::train::train_step): forward and backward of the f16 copy with the
-/// loss scaled, the gradients widened and unscaled (one host read for the overflow check),
-/// then the AdamW step on the f32 master — or no step, the scale halved, on overflow.
-/// `ctx.dtype` should be F16 (the copy's input). Returns the master and the unscaled
-/// `[loss, correct]` metrics.
+/// loss scaled, then [`apply_step_scaled`]. `ctx.dtype` should be F16 (the copy's input).
+/// Returns the master and the unscaled `[loss, correct]` metrics.
 // `train_step`'s seven arguments plus the scaler.
 #[allow(clippy::too_many_arguments)]
 pub fn train_step_mixed(
@@ -196,21 +217,14 @@ pub fn train_step_mixed(
     scaler: &mut LossScaler,
     observe: &mut dyn FnMut(crate::train::StepEvent),
 ) -> (Classifier, Tensor<1>) {
-    use crate::train::{StepEvent, apply_step, forward_backward};
     let half = half_copy(&model);
     let (grads, metrics, logits) =
-        forward_backward(&half, batch, epoch, ctx, scaler.scale, observe);
+        crate::train::forward_backward(&half, batch, epoch, ctx, scaler.scale, observe);
     let grads = widen_grads(&half, grads);
     drop(half);
-    let (grads, found_inf) = unscale(&model, grads, 1.0 / scaler.scale);
-    let model = if scaler.update(found_inf) {
-        apply_step(model, grads, optim, lrs, ctx, observe)
-    } else {
-        observe(StepEvent::Backward);
-        model
-    };
-    observe(StepEvent::Stepped { logits: &logits });
-    (widen(model), metrics)
+    let model = apply_step_scaled(model, grads, optim, lrs, ctx, scaler, observe);
+    observe(crate::train::StepEvent::Stepped { logits: &logits });
+    (model, metrics)
 }
 
 #[cfg(test)]

@@ -500,12 +500,8 @@ pub fn forward_backward(
     observe(StepEvent::Augmented);
     // The loss in f32 whatever the model's dtype (autocast's rule for softmax and
     // cross-entropy): with a loss scale of 2^16 an f16 loss would overflow.
-    let logits = model.forward(x);
-    let logits = if logits.dtype() == DType::F32 {
-        logits
-    } else {
-        logits.cast(DType::F32)
-    };
+    // (`cast` returns the tensor itself when it is f32 already.)
+    let logits = model.forward(x).cast(DType::F32);
     let loss = if mix == Mix::None {
         weighted_cross_entropy_loss(
             logits.clone(),
@@ -734,24 +730,18 @@ impl<'a> Run<'a> {
     ) -> Result<(Self, Classifier), TrainError> {
         let out = &opts.out;
         let (device, device_name) = device_of(config)?;
-        let dtype = match config.precision {
-            Precision::F32 => DType::F32,
-            Precision::F16
-                if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) =>
-            {
-                DType::F16
-            }
-            Precision::Mixed
-                if petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16) =>
-            {
-                DType::F32
-            }
-            Precision::F16 | Precision::Mixed => {
+        let has_f16 = petal_kernels::concat_pool::uses_fused_kernel(&device, DType::F16);
+        let dtype = match (config.precision, has_f16) {
+            (Precision::F32, _) => DType::F32,
+            (Precision::F16, true) => DType::F16,
+            // The master weights; the f16 copy is made per step.
+            (Precision::Mixed, true) => DType::F32,
+            (precision, false) => {
                 return Err(TrainError::Config {
                     what: "`precision`".into(),
                     reason: format!(
                         "{} training needs a wgpu adapter with f16 (shader-f16); {device_name} has no f16 compute path (the CPU backend computes f16 by widening to f32, so it would be slower, not faster) — use --precision f32",
-                        if config.precision == Precision::F16 {
+                        if precision == Precision::F16 {
                             "f16"
                         } else {
                             "mixed-precision"
@@ -1245,13 +1235,8 @@ impl<'a> Run<'a> {
                     None => apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {}),
                     Some(scaler) => {
                         half = None;
-                        let (grads, found_inf) = amp::unscale(&model, grads, 1.0 / scaler.scale);
-                        let model = if scaler.update(found_inf) {
-                            apply_step(model, grads, &mut st.optim, lrs, &ctx, &mut |_| {})
-                        } else {
-                            model
-                        };
-                        amp::widen(model)
+                        let optim = &mut st.optim;
+                        amp::apply_step_scaled(model, grads, optim, lrs, &ctx, scaler, &mut |_| {})
                     }
                 };
             } else {

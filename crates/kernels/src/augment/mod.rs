@@ -48,7 +48,7 @@ mod reference;
 mod stock;
 
 pub use backend::AugmentBackend;
-pub use reference::{augment_reference, estimate_gray_mean, sample_augmented, sample_rgb};
+pub use reference::{augment_reference, estimate_gray_mean, sample_rgb};
 pub use stock::augment_stock;
 
 use burn::backend::{Dispatch, DispatchDevice};

@@ -170,7 +170,7 @@ pub fn estimate_gray_mean(images: &PackedImages, i: usize, p: &AugmentParams, si
 /// The colour of output pixel `(x, y)` (integer indices) of sample `i` with parameters `p`
 /// after sampling and colour jitter, before mixing and normalisation, on `[0, 1]`. `p` must
 /// have its gray mean resolved.
-pub fn sample_augmented(
+fn sample_augmented(
     images: &PackedImages,
     i: usize,
     p: &AugmentParams,
