@@ -69,6 +69,62 @@ class Classifier(nn.Module):
         return self.head(x)
 
 
+def conv_kind(weight_shape, stride, groups):
+    """petal's label of a convolution: `conv 1×1`, `conv 3×3/2`, `depthwise 5×5`, `grouped 3×3`."""
+    o, cg, kh, kw = weight_shape
+    family = "conv" if groups == 1 else ("depthwise" if cg == 1 and o == groups else "grouped")
+    s = stride if isinstance(stride, (list, tuple)) else [stride, stride]
+    suffix = "" if list(s) == [1, 1] else (f"/{s[0]}" if s[0] == s[1] else f"/{s[0]}×{s[1]}")
+    return f"{family} {kh}×{kw}{suffix}"
+
+
+def profile_ops(step, runs):
+    """`runs` steps under torch.profiler: wall ms per step of the top-level ATen op of each
+    layer kind (inclusive times of ops that do not nest in one another), in petal's labels
+    where petal has a kernel for the op (convolutions by kernel / stride / groups; PyTorch's
+    one convolution_backward call is both of petal's gradients)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t = time.perf_counter()
+        for _ in range(runs):
+            step()
+        step_ms = (time.perf_counter() - t) * 1e3 / runs
+    totals = {}
+
+    def add(label, us):
+        n, t = totals.get(label, (0, 0.0))
+        totals[label] = (n + 1, t + us)
+
+    for e in prof.events():
+        name, args = e.name, getattr(e, "concrete_inputs", None) or []
+        if name == "aten::convolution":
+            add(conv_kind(e.input_shapes[1], args[3] if len(args) > 3 else 1,
+                          args[8] if len(args) > 8 else 1) + " forward", e.cpu_time_total)
+        elif name == "aten::convolution_backward":
+            add(conv_kind(e.input_shapes[2], args[4] if len(args) > 4 else 1,
+                          args[9] if len(args) > 9 else 1) + " backward (input + weight)",
+                e.cpu_time_total)
+        elif name == "aten::batch_norm":
+            add("batchnorm forward", e.cpu_time_total)
+        elif name == "aten::native_batch_norm_backward":
+            add("batchnorm backward", e.cpu_time_total)
+        elif name in ("aten::relu", "aten::relu_"):
+            add("relu forward", e.cpu_time_total)
+        elif name == "aten::threshold_backward":
+            add("relu backward", e.cpu_time_total)
+        elif name == "aten::cat":
+            add("concatenation forward", e.cpu_time_total)
+        elif "pool" in name and name.startswith("aten::") and not name.endswith("_out"):
+            add(name.removeprefix("aten::"), e.cpu_time_total)
+        elif name.startswith("Optimizer.step"):
+            add("optimizer step", e.cpu_time_total)
+    ops = [{"op": k, "calls_per_step": n / runs, "ms_per_step": us / 1e3 / runs}
+           for k, (n, us) in totals.items()]
+    ops.sort(key=lambda o: -o["ms_per_step"])
+    return {"step_ms": step_ms, "ops": ops}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="densenet121",
@@ -91,6 +147,9 @@ def main():
                     help="CUDA TF32: PyTorch's defaults (cuDNN convs on, matmul off), all on, "
                          "or all off")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--profile-ops", action="store_true",
+                    help="also run the timed steps under torch.profiler and report ms per "
+                         "step by op kind (petal's `bench train-step --profile-ops` labels)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
@@ -188,11 +247,18 @@ def main():
         "peak_mem_bytes": peak,
         "peak_mem_source": peak_src,
     }
+    if a.profile_ops:
+        out["op_profile"] = profile_ops(step, a.runs)
     if a.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"pytorch {a.arch} batch {a.batch} at {a.image_size}^2 on {dev_name}: "
               f"{ms:.1f} ms/step, {out['ips']:.2f} images/s, peak {peak / 2**20:.1f} MiB")
+        if a.profile_ops:
+            p = out["op_profile"]
+            print(f"  op profile (ms per step of {p['step_ms']:.1f} ms):")
+            for o in p["ops"]:
+                print(f"    {o['op']:<34} {o['ms_per_step']:>8.2f} ms  {o['calls_per_step']:>6.1f} calls")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,8 @@ pub struct ParamGrad {
     pub trainable: bool,
     /// Its gradient, if `grads` holds one.
     pub grad: Option<Vec<f32>>,
+    /// Its value.
+    pub value: Vec<f32>,
 }
 
 /// Every float parameter of `model` (buffers included), in visiting order, with its gradient.
@@ -145,6 +147,7 @@ pub fn param_grads(model: &impl Module, grads: &GradientsParams) -> Vec<ParamGra
                 path: self.path.join("."),
                 trainable: p.val().is_require_grad(),
                 grad: self.grads.get::<D>(p.id).map(values),
+                value: values(p.val()),
             });
         }
     }

@@ -10,6 +10,7 @@ mod augment;
 mod common;
 mod concat_pool;
 mod contract;
+mod cpu_kernels;
 mod ema;
 mod export;
 mod folder;

@@ -389,3 +389,54 @@ fn weighted_soft_target_loss_reduces_to_pytorchs_and_mixes_by_hand() {
         num / den
     );
 }
+
+/// A step runs on whichever rayon thread is free (`on_cpu_pool`); Burn keeps a BatchNorm's
+/// running-statistics update pending per thread until a sync that averages every thread's
+/// pending value, so the step must commit its own updates before it returns: the plain
+/// (unsynced) running mean must already be the momentum update of the batch mean.
+#[test]
+fn a_step_commits_batchnorm_running_statistics() {
+    use petal::data::augment::{AugmentConfig, Pipeline};
+    use petal::data::{PackedBatch, SyntheticFlowers};
+    use petal::models::{Backbone, ClassifierConfig, HeadConfig};
+    use petal::trainer::train::{StepContext, forward_backward};
+
+    let device = Device::flex().autodiff();
+    let model = ClassifierConfig::new(crate::common::tiny_densenet(&[1]), HeadConfig::seed(), 3)
+        .init(&device);
+    let pipe = Pipeline::train(
+        AugmentConfig {
+            size: 32,
+            ..AugmentConfig::default()
+        },
+        5,
+    );
+    let flowers = SyntheticFlowers::new(3, 48, 9);
+    let mut batch = PackedBatch::default();
+    for i in 0..4 {
+        let (img, label) = flowers.sample(i);
+        batch.push(&img, label, i as usize);
+    }
+    let ctx = StepContext {
+        pipeline: &pipe,
+        dtype: burn::tensor::DType::F32,
+        device: &device,
+        label_smoothing: 0.0,
+        class_weights: None,
+        grad_clip: None,
+    };
+    let Backbone::DenseNet(d) = &model.backbone else {
+        unreachable!()
+    };
+    let before = crate::common::values(d.norm0.running_mean.value());
+    assert!(before.iter().all(|&v| v == 0.0), "fresh running mean");
+    // The batch mean of norm0's input, by Burn's own ops on the same augmented batch.
+    let (x, _) = pipe.apply_mixed(&batch, 0, burn::tensor::DType::F32, &device);
+    let conv0 = d.conv0.forward(x.inner());
+    let batch_mean =
+        crate::common::values(conv0.mean_dim(0).mean_dim(2).mean_dim(3).flatten::<1>(0, 3));
+    drop(forward_backward(&model, &batch, 0, &ctx, 1.0, &mut |_| {}));
+    let after = crate::common::values(d.norm0.running_mean.value());
+    let want: Vec<f32> = batch_mean.iter().map(|m| 0.1 * m).collect();
+    crate::common::assert_close(&after, &want, 1e-5, "norm0 running mean after one step");
+}

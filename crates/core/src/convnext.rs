@@ -17,6 +17,7 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::error::CoreError;
+use crate::layers::ConvRun;
 use crate::layers::{
     Activation, ConvInit, ConvSpec, LayerNorm2d, MAX_WIDTH, StochasticDepth, check_prob,
     check_sizes,
@@ -184,7 +185,7 @@ impl CNBlock {
     /// # Shapes
     /// `[N, C, H, W]` → `[N, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let h = self.dwconv.forward(x.clone()).permute([0, 2, 3, 1]);
+        let h = self.dwconv.run(x.clone()).permute([0, 2, 3, 1]);
         let h = self
             .pwconv2
             .forward(gelu(self.pwconv1.forward(self.norm.forward(h))))
@@ -260,11 +261,11 @@ impl FeatureExtractor for ConvNeXt {
     /// # Shapes
     /// `[N, 3, H, W]` → `[N, num_features, H/32, W/32]`
     fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.stem.norm.forward(self.stem.conv.forward(x));
+        let mut x = self.stem.norm.forward(self.stem.conv.run(x));
         for (i, stage) in self.stages.iter().enumerate() {
             if i > 0 {
                 let d = &self.downsamples[i - 1];
-                x = d.conv.forward(d.norm.forward(x));
+                x = d.conv.run(d.norm.forward(x));
             }
             for block in &stage.blocks {
                 x = block.forward(x);

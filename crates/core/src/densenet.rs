@@ -20,6 +20,7 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::error::CoreError;
+use crate::layers::{BnRun, ConvRun};
 use crate::layers::{ConvInit, ConvSpec, MAX_WIDTH, check_prob, check_sizes};
 use crate::onnx::OnnxGraph;
 use crate::weights::{StateDict, index_minus_one};
@@ -28,7 +29,6 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu;
 
 /// [`DenseNet`] configuration; presets mirror torchvision's constructors.
 #[derive(Config, Debug, PartialEq)]
@@ -165,8 +165,8 @@ impl DenseLayer {
     /// - `x`: `[N, C_in, H, W]` (the concatenation of all earlier maps of the block)
     /// - output: `[N, k, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.conv1.forward(relu(self.norm1.forward(x)));
-        self.conv2.forward(relu(self.norm2.forward(x)))
+        let x = self.conv1.run(self.norm1.run_relu(x));
+        self.conv2.run(self.norm2.run_relu(x))
     }
 }
 
@@ -222,9 +222,7 @@ impl DenseNet {
     pub fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, c, ..] = x.dims();
         assert_eq!(c, 3, "DenseNet expects 3 input channels, got {c}");
-        let mut x = self
-            .pool0
-            .forward(relu(self.norm0.forward(self.conv0.forward(x))));
+        let mut x = self.pool0.forward(self.norm0.run_relu(self.conv0.run(x)));
         for (i, block) in self.blocks.iter().enumerate() {
             let mut features = vec![x];
             for layer in &block.layers {
@@ -233,10 +231,10 @@ impl DenseNet {
             }
             x = Tensor::cat(features, 1);
             if let Some(t) = self.transitions.get(i) {
-                x = t.pool.forward(t.conv.forward(relu(t.norm.forward(x))));
+                x = t.pool.forward(t.conv.run(t.norm.run_relu(x)));
             }
         }
-        relu(self.norm5.forward(x))
+        self.norm5.run_relu(x)
     }
 }
 

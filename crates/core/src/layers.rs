@@ -13,6 +13,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{gelu, hard_sigmoid, hard_swish, relu, relu6, sigmoid, silu};
+use burn::tensor::ops::ConvOptions;
 use serde::{Deserialize, Serialize};
 
 /// torchvision's `_make_divisible`: round `v` to the nearest multiple of `divisor`, never
@@ -207,6 +208,96 @@ impl ConvSpec {
     }
 }
 
+/// Runs a Burn [`Conv2d`] through [`petal_kernels::conv::conv2d`]: petal's CPU kernels
+/// on Flex (forward and both gradients), Burn's own `conv2d` elsewhere. The module (and so
+/// its weights and record) stays Burn's; only the call differs from `Conv2d::forward`.
+pub trait ConvRun {
+    /// # Shapes
+    /// `[N, C_in, H, W]` → `[N, C_out, H_out, W_out]`, as `Conv2d::forward`.
+    fn run(&self, x: Tensor<4>) -> Tensor<4>;
+}
+
+impl ConvRun for Conv2d {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        let pads = match self.padding {
+            PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+            PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+            // petal's models never build `Same` padding; Burn's own forward handles it.
+            PaddingConfig2d::Same => return self.forward(x),
+        };
+        let options = ConvOptions::new_with_padding(self.stride, pads, self.dilation, self.groups);
+        petal_kernels::conv::conv2d(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            options,
+        )
+    }
+}
+
+/// Runs a Burn [`BatchNorm`] over `[N, C, H, W]` through
+/// [`petal_kernels::batch_norm::batch_norm`] (petal's CPU kernels on Flex, Burn's ops
+/// elsewhere), exactly as `BatchNorm::forward` decides and updates: the batch's statistics
+/// when the device is autodiff and the layer's `training` flag is on (then the running
+/// statistics move by `momentum` towards the batch's mean and biased variance, as Burn's
+/// layer does), the running statistics otherwise.
+pub trait BnRun {
+    /// BatchNorm. # Shapes: `[N, C, H, W]` → the same.
+    fn run(&self, x: Tensor<4>) -> Tensor<4>;
+    /// BatchNorm then ReLU, fused on the CPU. # Shapes: `[N, C, H, W]` → the same.
+    fn run_relu(&self, x: Tensor<4>) -> Tensor<4>;
+}
+
+impl BnRun for BatchNorm {
+    fn run(&self, x: Tensor<4>) -> Tensor<4> {
+        batch_norm_layer(self, x, false)
+    }
+
+    fn run_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        batch_norm_layer(self, x, true)
+    }
+}
+
+fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, with_relu: bool) -> Tensor<4> {
+    use petal_kernels::batch_norm::{Stats, batch_norm};
+    let device = x.device();
+    let stats = if device.is_autodiff() && bn.training.is_enabled() {
+        Stats::Batch
+    } else {
+        Stats::Running(Box::new((
+            bn.running_mean.value().to_device(&device),
+            bn.running_var.value().to_device(&device),
+        )))
+    };
+    let out = batch_norm(
+        x,
+        bn.gamma.val(),
+        bn.beta.val(),
+        stats,
+        bn.epsilon,
+        with_relu,
+    );
+    if let Some((mean, var)) = out.batch_stats {
+        // Burn's `BatchNorm::forward_train` update.
+        let m = bn.momentum;
+        let running_mean = bn.running_mean.value_sync().to_device(&device);
+        let running_var = bn.running_var.value_sync().to_device(&device);
+        bn.running_mean.update(
+            running_mean
+                .mul_scalar(1.0 - m)
+                .add(mean.mul_scalar(m))
+                .detach(),
+        );
+        bn.running_var.update(
+            running_var
+                .mul_scalar(1.0 - m)
+                .add(var.mul_scalar(m))
+                .detach(),
+        );
+    }
+    out.output
+}
+
 /// torchvision's `Conv2dNormActivation` with BatchNorm: conv → BatchNorm → activation.
 #[derive(Module, Debug)]
 pub struct ConvNormAct {
@@ -232,7 +323,11 @@ impl ConvNormAct {
     /// # Shapes
     /// `[N, C_in, H, W]` → `[N, C_out, H/stride, W/stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.act.forward(self.bn.forward(self.conv.forward(x)))
+        let x = self.conv.run(x);
+        match self.act {
+            Activation::Relu => self.bn.run_relu(x),
+            act => act.forward(self.bn.run(x)),
+        }
     }
 
     /// Output channels.
@@ -310,7 +405,7 @@ impl SqueezeExcitation {
             .reshape([n, c, 1, 1]);
         let scale = self
             .scale_act
-            .forward(self.fc2.forward(self.act.forward(self.fc1.forward(pooled))));
+            .forward(self.fc2.run(self.act.forward(self.fc1.run(pooled))));
         x * scale
     }
 }

@@ -15,6 +15,7 @@ use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::error::CoreError;
 use crate::layers::{Activation, BnSpec, ConvNormAct, ConvSpec, check_sizes};
+use crate::layers::{BnRun, ConvRun};
 use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
 use burn::module::Module;
@@ -177,7 +178,7 @@ impl InvertedResidual {
             None => x.clone(),
         };
         let h = self.depthwise.forward(h);
-        let out = self.project_bn.forward(self.project.forward(h));
+        let out = self.project_bn.run(self.project.run(h));
         let [_, c_out, ..] = out.dims();
         if self.depthwise.conv.stride[0] == 1 && c_in == c_out {
             x + out

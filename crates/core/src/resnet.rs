@@ -17,6 +17,7 @@
 use crate::backbone::{Family, FamilyConfig, FeatureExtractor, fuse_ids, ids};
 use crate::classifier::{HeadConfig, LayerGroup};
 use crate::error::CoreError;
+use crate::layers::{BnRun, ConvRun};
 use crate::layers::{BnSpec, ConvSpec, MAX_WIDTH, check_sizes};
 use crate::onnx::OnnxGraph;
 use crate::weights::StateDict;
@@ -239,13 +240,14 @@ impl ResBlock {
     /// # Shapes
     /// `[N, C_in, H, W]` → `[N, planes · expansion, H/stride, W/stride]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = relu(self.bn1.forward(self.conv1.forward(x.clone())));
-        let mut out = self.bn2.forward(self.conv2.forward(out));
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
-        }
+        let out = self.bn1.run_relu(self.conv1.run(x.clone()));
+        let out = self.conv2.run(out);
+        let out = match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => bn3.run(conv3.run(self.bn2.run_relu(out))),
+            _ => self.bn2.run(out),
+        };
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x)),
+            Some(d) => d.bn.run(d.conv.run(x)),
             None => x,
         };
         relu(out + identity)
@@ -315,9 +317,7 @@ impl FeatureExtractor for ResNet {
     /// # Shapes
     /// `[N, 3, H, W]` → `[N, num_features, H/32, W/32]`
     fn forward_features(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self
-            .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(self.bn1.run_relu(self.conv1.run(x)));
         for stage in &self.stages {
             for block in &stage.blocks {
                 x = block.forward(x);

@@ -1,15 +1,22 @@
 //! # petal-kernels
 //!
-//! Custom ops for petal. Each has a hand-written WGSL kernel (`kernels/*.wgsl` at the
-//! workspace root) wired into Burn as a backend extension — so it works on wgpu, under
-//! autodiff and under Burn's fusion — and a **reference** written in stock Burn ops that
-//! runs on every device (Flex on the CPU included) and serves as the test oracle.
+//! Custom ops for petal. Each has a hand-written kernel — WGSL for the GPU (`kernels/*.wgsl`
+//! at the workspace root), or Rust for the CPU — wired into Burn as a backend extension, so
+//! it works under autodiff (and, for WGSL, under Burn's fusion), and a **reference** in
+//! stock Burn ops that runs on every device and serves as the test oracle.
 //!
-//! | op | public function | reference | WGSL |
+//! | op | public function | reference | kernel |
 //! |---|---|---|---|
 //! | concat-pool (avg ‖ max over H×W) | [`concat_pool::concat_pool`] | [`concat_pool::concat_pool_reference`] | `concat_pool_{common,forward,backward}.wgsl` |
+//! | BatchNorm (+ ReLU), training and inference (statistics in one pass per channel, normalise + ReLU in one, backward in two) — **CPU (Flex)** | [`batch_norm::batch_norm`] | [`batch_norm::batch_norm_reference`] (Burn's `batch_norm_train` / `batch_norm`, `relu`) | — (Rust, `batch_norm/cpu.rs`) |
+//! | 2-D convolution (forward, input and weight gradients: im2col + one gemm per chunk of samples; depthwise as direct loops) — **CPU (Flex)** | [`conv::conv2d`] | [`conv::conv2d_reference`] (Burn's `conv2d`) | — (Rust, `conv/cpu.rs`) |
 //! | fused augmentation (uint8 images → normalised NCHW: crop, rotation, flip, colour jitter, normalise) | [`augment::augment_batch`] | [`augment::augment_reference`] (CPU, rayon; not stock ops) and [`augment::augment_stock`] (stock ops, the bench baseline) | `augment.wgsl` |
 #![warn(missing_docs)]
 
 pub mod augment;
+pub mod batch_norm;
 pub mod concat_pool;
+pub mod conv;
+pub mod pool;
+pub mod profile;
+mod simd;

@@ -189,7 +189,7 @@ pub fn apply_step_scaled(
     lrs: impl Into<burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
     ctx: &crate::train::StepContext,
     scaler: &mut LossScaler,
-    observe: &mut dyn FnMut(crate::train::StepEvent),
+    observe: &mut (dyn FnMut(crate::train::StepEvent) + Send),
 ) -> Classifier {
     let (grads, found_inf) = unscale(&model, grads, 1.0 / scaler.scale);
     let model = if scaler.update(found_inf) {
@@ -215,7 +215,7 @@ pub fn train_step_mixed(
     lrs: impl Into<burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate>,
     ctx: &crate::train::StepContext,
     scaler: &mut LossScaler,
-    observe: &mut dyn FnMut(crate::train::StepEvent),
+    observe: &mut (dyn FnMut(crate::train::StepEvent) + Send),
 ) -> (Classifier, Tensor<1>) {
     let half = half_copy(&model);
     let (grads, metrics, logits) =

@@ -472,7 +472,7 @@ pub fn train_step(
     optim: &mut ModuleOptimizer,
     lrs: impl Into<ModuleLearningRate>,
     ctx: &StepContext,
-    observe: &mut dyn FnMut(StepEvent),
+    observe: &mut (dyn FnMut(StepEvent) + Send),
 ) -> (Classifier, Tensor<1>) {
     let (grads, metrics, logits) = forward_backward(&model, batch, epoch, ctx, 1.0, observe);
     let model = apply_step(model, grads, optim, lrs, ctx, observe);
@@ -482,14 +482,35 @@ pub fn train_step(
 
 /// The first half of a step on one (micro-)batch: augmentation, forward, loss, backward of
 /// the loss times `scale` (`1 / N` when `N` batches are accumulated into one step). Returns
-/// the gradients, the unscaled `[loss, correct]` metrics and the logits.
+/// the gradients, the unscaled `[loss, correct]` metrics and the logits. Runs on rayon's
+/// pool ([`petal_kernels::pool::on_cpu_pool`]: each parallel op of the CPU backend then
+/// runs part of its work on the calling thread instead of waking the pool and waiting).
 pub fn forward_backward(
     model: &Classifier,
     batch: &PackedBatch,
     epoch: u64,
     ctx: &StepContext,
     scale: f64,
-    observe: &mut dyn FnMut(StepEvent),
+    observe: &mut (dyn FnMut(StepEvent) + Send),
+) -> (GradientsParams, Tensor<1>, Tensor<2>) {
+    petal_kernels::pool::on_cpu_pool(|| {
+        let out = forward_backward_here(model, batch, epoch, ctx, scale, observe);
+        // Burn's `RunningState` keeps each thread's BatchNorm statistics update pending
+        // until a sync, which averages the pending values of every thread; steps run on
+        // whichever pool thread is free, so commit this step's updates now, on the thread
+        // that made them (`valid` syncs the shared state of every BatchNorm of `model`).
+        drop(model.valid());
+        out
+    })
+}
+
+fn forward_backward_here(
+    model: &Classifier,
+    batch: &PackedBatch,
+    epoch: u64,
+    ctx: &StepContext,
+    scale: f64,
+    observe: &mut (dyn FnMut(StepEvent) + Send),
 ) -> (GradientsParams, Tensor<1>, Tensor<2>) {
     let n = batch.len();
     let (x, mix) = ctx
@@ -538,13 +559,14 @@ pub fn apply_step(
     optim: &mut ModuleOptimizer,
     lrs: impl Into<ModuleLearningRate>,
     ctx: &StepContext,
-    observe: &mut dyn FnMut(StepEvent),
+    observe: &mut (dyn FnMut(StepEvent) + Send),
 ) -> Classifier {
     if let Some(max) = ctx.grad_clip {
         clip_grad_norm(&model, &mut grads, max);
     }
     observe(StepEvent::Backward);
-    optim.step(lrs, model, grads)
+    let lrs = lrs.into();
+    petal_kernels::pool::on_cpu_pool(|| optim.step(lrs, model, grads))
 }
 
 /// The optimizer, the scheduler and the trainable set of the current epoch.

@@ -50,6 +50,21 @@ pub struct TrainStepArgs {
     /// backend), alternating step by step with the default; with `--breakdown`, its phases too.
     #[arg(long)]
     compare_adamw: bool,
+    /// Also time the step with Burn's own convolutions and BatchNorm instead of petal's CPU
+    /// kernels (Flex), alternating step by step with the default; with `--breakdown`, its
+    /// phases too.
+    #[arg(long)]
+    compare_conv: bool,
+    /// Also time the step run from the calling thread instead of on rayon's pool
+    /// (`petal_kernels::pool::on_cpu_pool`), alternating step by step with the default.
+    #[arg(long)]
+    compare_pool: bool,
+    /// Also run the timed steps again with petal's CPU kernels timing themselves, and
+    /// report milliseconds per step by op kind and pass (convolutions by kernel / stride /
+    /// groups, BatchNorm); the rest of the step is everything else (concatenation, pooling,
+    /// element-wise ops, the head, autodiff bookkeeping, the optimizer). Flex only.
+    #[arg(long)]
+    profile_ops: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -84,11 +99,39 @@ struct TrainStepReport {
     /// The median step with Burn's unfused AdamW (`--compare-adamw`).
     #[serde(skip_serializing_if = "Option::is_none")]
     step_ms_stock_adamw: Option<f64>,
+    /// The median step with Burn's own convolutions and BatchNorm (`--compare-conv`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_stock_conv: Option<f64>,
+    /// The median step run from the calling thread, off rayon's pool (`--compare-pool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_off_pool: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     breakdown_ms: Option<Breakdown>,
     /// `--breakdown` with Burn's unfused AdamW (`--compare-adamw`).
     #[serde(skip_serializing_if = "Option::is_none")]
     breakdown_ms_stock_adamw: Option<Breakdown>,
+    /// `--breakdown` with Burn's own convolutions (`--compare-conv`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    breakdown_ms_stock_conv: Option<Breakdown>,
+    /// `--profile-ops`: time per step inside petal's CPU kernels, by op.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    op_profile: Option<OpProfile>,
+}
+
+#[derive(Serialize)]
+struct OpProfile {
+    /// Mean step time of the profiled steps.
+    step_ms: f64,
+    /// Mean time per step inside petal's CPU kernels, all ops.
+    kernels_ms: f64,
+    ops: Vec<OpTime>,
+}
+
+#[derive(Serialize)]
+struct OpTime {
+    op: String,
+    calls_per_step: f64,
+    ms_per_step: f64,
 }
 
 #[derive(Serialize, Clone, Copy, Default)]
@@ -162,14 +205,18 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     // One step. `Mode::Step`: one host read at the end (loss and hits, as the trainer
     // does now); `Mode::OldSyncs`: the trainer's former reads (the loss before backward, the
     // logits after the step); `Mode::Phases`: a device sync after each phase, timed;
-    // `Mode::StockAdamW` / `Mode::PhasesStockAdamW`: `Step` / `Phases` with Burn's AdamW.
+    // `Mode::StockAdamW` / `Mode::PhasesStockAdamW`: `Step` / `Phases` with Burn's AdamW;
+    // `Mode::StockConv` / `Mode::PhasesStockConv`: with Burn's convolutions.
     #[derive(Clone, Copy, PartialEq, Eq, Hash)]
     enum Mode {
         Step,
         OldSyncs,
         StockAdamW,
+        StockConv,
+        OffPool,
         Phases,
         PhasesStockAdamW,
+        PhasesStockConv,
     }
     let ctx = StepContext {
         pipeline: &pipe,
@@ -182,7 +229,15 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let mut epoch = 0u64;
     let mut run = |model: petal_core::Classifier, mode: Mode| {
         let stock = matches!(mode, Mode::StockAdamW | Mode::PhasesStockAdamW);
-        let phases = matches!(mode, Mode::Phases | Mode::PhasesStockAdamW);
+        let phases = matches!(
+            mode,
+            Mode::Phases | Mode::PhasesStockAdamW | Mode::PhasesStockConv
+        );
+        petal_kernels::conv::set_cpu_kernels(!matches!(
+            mode,
+            Mode::StockConv | Mode::PhasesStockConv
+        ));
+        petal_kernels::pool::set_on_pool(mode != Mode::OffPool);
         epoch += 1;
         let mut b = Breakdown::default();
         let mut t = Instant::now();
@@ -196,7 +251,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         // The trainer's step, observed between its phases.
         let mut step = |model: petal_core::Classifier,
                         optim: &mut burn::optim::ModuleOptimizer,
-                        observe: &mut dyn FnMut(StepEvent)| {
+                        observe: &mut (dyn FnMut(StepEvent) + Send)| {
             if mixed {
                 train_step_mixed(
                     model,
@@ -256,6 +311,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     if args.compare_adamw {
         modes.push(Mode::StockAdamW);
     }
+    if args.compare_conv {
+        modes.push(Mode::StockConv);
+    }
+    if args.compare_pool {
+        modes.push(Mode::OffPool);
+    }
     eprintln!(
         "  train step: {} warm-up + {} timed steps per mode…",
         args.warmup, args.runs
@@ -287,13 +348,17 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let ms = times.remove(&Mode::Step).expect("the step");
     let old_ms = times.remove(&Mode::OldSyncs);
     let stock_adamw_ms = times.remove(&Mode::StockAdamW);
+    let stock_conv_ms = times.remove(&Mode::StockConv);
+    let off_pool_ms = times.remove(&Mode::OffPool);
     let mut breakdowns = Vec::new();
     if args.breakdown {
-        let phase_modes: &[Mode] = if args.compare_adamw {
-            &[Mode::Phases, Mode::PhasesStockAdamW]
-        } else {
-            &[Mode::Phases]
-        };
+        let mut phase_modes = vec![Mode::Phases];
+        if args.compare_adamw {
+            phase_modes.push(Mode::PhasesStockAdamW);
+        }
+        if args.compare_conv {
+            phase_modes.push(Mode::PhasesStockConv);
+        }
         eprintln!("  phases (synced): {} steps per mode…", args.runs);
         let mut all = vec![Vec::<Breakdown>::new(); phase_modes.len()];
         for _ in 0..args.runs {
@@ -318,7 +383,41 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     }
     let mut breakdowns = breakdowns.into_iter();
     let breakdown = breakdowns.next();
-    let breakdown_stock = breakdowns.next();
+    let breakdown_stock = if args.compare_adamw {
+        breakdowns.next()
+    } else {
+        None
+    };
+    let breakdown_stock_conv = breakdowns.next();
+    petal_kernels::conv::set_cpu_kernels(true);
+    petal_kernels::pool::set_on_pool(true);
+    let op_profile = if args.profile_ops {
+        eprintln!("  op profile: {} steps…", args.runs);
+        petal_kernels::profile::start();
+        let t = Instant::now();
+        for _ in 0..args.runs {
+            let (m, _) = run(model.take().expect("model"), Mode::Step);
+            model = Some(m);
+        }
+        let step_ms = t.elapsed().as_secs_f64() * 1e3 / args.runs as f64;
+        let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / args.runs as f64;
+        let mut ops: Vec<OpTime> = petal_kernels::profile::stop()
+            .into_iter()
+            .map(|(op, calls, t)| OpTime {
+                op,
+                calls_per_step: calls as f64 / args.runs as f64,
+                ms_per_step: per_step(t),
+            })
+            .collect();
+        ops.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
+        Some(OpProfile {
+            step_ms,
+            kernels_ms: ops.iter().map(|o| o.ms_per_step).sum(),
+            ops,
+        })
+    } else {
+        None
+    };
     let (peak, source, in_use) = if selected.is_wgpu {
         (
             Some(peak_reserved),
@@ -351,8 +450,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         peak_in_use_bytes: in_use,
         step_ms_old_syncs: old_ms,
         step_ms_stock_adamw: stock_adamw_ms,
+        step_ms_stock_conv: stock_conv_ms,
+        step_ms_off_pool: off_pool_ms,
         breakdown_ms: breakdown,
         breakdown_ms_stock_adamw: breakdown_stock,
+        breakdown_ms_stock_conv: breakdown_stock_conv,
+        op_profile,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -384,11 +487,38 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         if let Some(o) = stock_adamw_ms {
             println!("  with Burn's unfused AdamW: {o:.1} ms ({:.3}x)", o / ms);
         }
-        for (what, b) in [("", breakdown), (" with Burn's AdamW", breakdown_stock)] {
+        if let Some(o) = stock_conv_ms {
+            println!(
+                "  with Burn's convolutions and BatchNorm: {o:.1} ms ({:.3}x)",
+                o / ms
+            );
+        }
+        if let Some(o) = off_pool_ms {
+            println!("  off rayon's pool: {o:.1} ms ({:.3}x)", o / ms);
+        }
+        for (what, b) in [
+            ("", breakdown),
+            (" with Burn's AdamW", breakdown_stock),
+            (" with Burn's convolutions", breakdown_stock_conv),
+        ] {
             if let Some(b) = b {
                 println!(
                     "  phases (synced){what}: augment {:.1} ms, forward+loss {:.1} ms, backward {:.1} ms, optimizer {:.1} ms",
                     b.augment, b.forward_loss, b.backward, b.optimizer
+                );
+            }
+        }
+        if let Some(p) = &report.op_profile {
+            println!(
+                "  op profile (ms per step of {:.1} ms; {:.1} ms in petal's CPU kernels, {:.1} ms elsewhere):",
+                p.step_ms,
+                p.kernels_ms,
+                p.step_ms - p.kernels_ms
+            );
+            for o in &p.ops {
+                println!(
+                    "    {:<34} {:>8.2} ms  {:>6.1} calls",
+                    o.op, o.ms_per_step, o.calls_per_step
                 );
             }
         }

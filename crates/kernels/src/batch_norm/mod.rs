@@ -1,0 +1,116 @@
+//! BatchNorm (optionally fused with the ReLU after it) with petal's CPU kernels on Flex.
+//!
+//! Burn's Flex backend has no BatchNorm of its own: Burn's defaults compose it from tensor
+//! ops — in training, a transposing copy and a mean for the statistics, another copy and
+//! mean for the variance, then subtract / sqrt / divide / multiply / add, and about as many
+//! again in the backward pass, plus the ReLU and its mask. On a DenseNet (120 BatchNorms,
+//! each followed by ReLU) those small passes and their allocations are a large share of a
+//! CPU step. [`batch_norm`] does the statistics in one pass per channel (f64 sums),
+//! normalise + affine + ReLU in one, and the backward pass in two (the channel sums, then
+//! `dx`), recomputing the ReLU mask instead of storing it. Off Flex, or for other dtypes,
+//! it is Burn's `batch_norm_train` / `batch_norm` and `relu` ([`batch_norm_reference`],
+//! also the tests' oracle).
+
+mod backend;
+pub mod cpu;
+
+pub use backend::{BatchNormBackend, BnOptions};
+
+use crate::conv::uses_cpu_kernels;
+use burn::backend::Dispatch;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, Tensor, module};
+
+/// Statistics for [`batch_norm`]: the batch's own (training), or given running ones.
+#[derive(Clone, Debug)]
+pub enum Stats {
+    /// Compute mean and biased variance from the batch; the gradient flows through them.
+    Batch,
+    /// Use these (`[C]` mean, `[C]` variance); they are constants for the gradient.
+    Running(Box<(Tensor<1>, Tensor<1>)>),
+}
+
+/// The output and, for [`Stats::Batch`], the batch statistics (mean, biased variance,
+/// detached) to fold into running averages.
+#[derive(Debug)]
+pub struct BatchNormOutput {
+    /// `[N, C, H, W]`.
+    pub output: Tensor<4>,
+    /// `([C] mean, [C] biased variance)` of the batch, `None` for [`Stats::Running`].
+    pub batch_stats: Option<(Tensor<1>, Tensor<1>)>,
+}
+
+/// Burn's ops: `batch_norm_train` (or `batch_norm` with the given statistics), then `relu`.
+pub fn batch_norm_reference(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    stats: Stats,
+    epsilon: f64,
+    with_relu: bool,
+) -> BatchNormOutput {
+    let (output, batch_stats) = match stats {
+        Stats::Batch => {
+            let r = module::batch_norm_train(x, gamma, beta, epsilon);
+            (r.output, Some((r.mean.detach(), r.variance.detach())))
+        }
+        Stats::Running(running) => {
+            let (mean, var) = *running;
+            (module::batch_norm(x, gamma, beta, mean, var, epsilon), None)
+        }
+    };
+    let output = if with_relu { relu(output) } else { output };
+    BatchNormOutput {
+        output,
+        batch_stats,
+    }
+}
+
+/// BatchNorm over `[N, C, H, W]` with per-channel `gamma` / `beta`, then ReLU when
+/// `with_relu`: petal's CPU kernels on Flex with f32 (see the module docs), Burn's ops
+/// elsewhere. Differentiable with respect to `x`, `gamma` and `beta`.
+pub fn batch_norm(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    stats: Stats,
+    epsilon: f64,
+    with_relu: bool,
+) -> BatchNormOutput {
+    let f32s = [x.dtype(), gamma.dtype(), beta.dtype()]
+        .iter()
+        .all(|&d| d == DType::F32);
+    if !(f32s && uses_cpu_kernels(&x.device(), DType::F32)) {
+        return batch_norm_reference(x, gamma, beta, stats, epsilon, with_relu);
+    }
+    let c = x.dims()[1];
+    let (stats, batch_stats) = match stats {
+        Stats::Batch => {
+            let s = Tensor::<1>::from_dispatch(<Dispatch as BatchNormBackend>::bn_stats_cpu(
+                x.clone().into_dispatch(),
+            ));
+            let split = (s.clone().narrow(0, 0, c), s.clone().narrow(0, c, c));
+            (s, Some(split))
+        }
+        Stats::Running(running) => {
+            let (mean, var) = *running;
+            (Tensor::cat(vec![mean, var], 0), None)
+        }
+    };
+    let options = BnOptions {
+        epsilon,
+        relu: with_relu,
+        batch_stats: batch_stats.is_some(),
+    };
+    let output = Tensor::from_dispatch(<Dispatch as BatchNormBackend>::bn_cpu(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        stats.detach().into_dispatch(),
+        options,
+    ));
+    BatchNormOutput {
+        output,
+        batch_stats,
+    }
+}

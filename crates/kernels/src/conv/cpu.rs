@@ -1,0 +1,562 @@
+//! The CPU convolution kernels: im2col + one large `gemm` per chunk of samples, for the
+//! forward pass and both gradients, on contiguous NCHW `f32` slices.
+//!
+//! Burn's Flex backend computes the weight gradient as a forward convolution with batch and
+//! channels swapped (the output gradient becomes a `Ho×Wo` kernel: one small im2col + gemm
+//! per input channel) and the input gradient as a transposed convolution (one gemm per
+//! sample). Here every pass is one `gemm` over a whole chunk of samples at once, the shape
+//! PyTorch's CPU convolutions use:
+//!
+//! - forward: `Y[O, S·P] = W[O, K] · col[K, S·P]`
+//! - weight gradient: `dW[O, K] += dY[O, S·P] · col[K, S·P]ᵀ`
+//! - input gradient: `dcol[K, S·P] = W[O, K]ᵀ · dY[O, S·P]`, then col2im into `dx`
+//!
+//! with `K = C/g · kh · kw` per group, `P = Ho · Wo` and `S` samples per chunk (as many as
+//! fit in [`CHUNK_BYTES`]). Depthwise convolutions (one input and one output channel per
+//! group) skip im2col and gemm: direct loops, parallel over channels.
+
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Bytes of scratch (im2col columns + transposed output gradient) one chunk may use.
+pub const CHUNK_BYTES: usize = 32 << 20;
+
+/// Shapes and options of one 2-D convolution, all in elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height and width.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride.
+    pub stride: [usize; 2],
+    /// Zero padding before each spatial axis (the same after it).
+    pub padding: [usize; 2],
+    /// Dilation.
+    pub dilation: [usize; 2],
+    /// Channel groups.
+    pub groups: usize,
+}
+
+impl Geometry {
+    /// Output height and width, `None` when the kernel does not fit the padded input.
+    pub fn output_size(&self) -> Option<[usize; 2]> {
+        let axis = |i: usize, size: usize| {
+            let reach = self.dilation[i] * (self.kernel[i] - 1) + 1;
+            let padded = size + 2 * self.padding[i];
+            (padded >= reach).then(|| (padded - reach) / self.stride[i] + 1)
+        };
+        Some([axis(0, self.h)?, axis(1, self.w)?])
+    }
+
+    fn out(&self) -> [usize; 2] {
+        self.output_size()
+            .expect("conv geometry checked by the caller")
+    }
+
+    /// Input channels per group.
+    fn cg(&self) -> usize {
+        self.c / self.groups
+    }
+
+    /// Output channels per group.
+    fn og(&self) -> usize {
+        self.o / self.groups
+    }
+
+    /// Rows of the im2col matrix per group: `C/g · kh · kw`.
+    fn kg(&self) -> usize {
+        self.cg() * self.kernel[0] * self.kernel[1]
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.cg() == 1 && self.og() == 1
+    }
+
+    /// The layer kind, for profiles: `conv 1×1`, `conv 3×3/2`, `depthwise 5×5`,
+    /// `grouped 3×3`.
+    pub fn kind(&self) -> String {
+        let [kh, kw] = self.kernel;
+        let family = if self.groups == 1 {
+            "conv"
+        } else if self.is_depthwise() {
+            "depthwise"
+        } else {
+            "grouped"
+        };
+        let stride = match self.stride {
+            [1, 1] => String::new(),
+            [s, t] if s == t => format!("/{s}"),
+            [s, t] => format!("/{s}×{t}"),
+        };
+        format!("{family} {kh}×{kw}{stride}")
+    }
+
+    /// Samples per chunk: as many as keep the columns and the transposed gradient within
+    /// [`CHUNK_BYTES`], at least one.
+    fn chunk(&self) -> usize {
+        let [ho, wo] = self.out();
+        let per_sample = (self.c * self.kernel[0] * self.kernel[1] + self.o) * ho * wo * 4;
+        (CHUNK_BYTES / per_sample.max(1)).clamp(1, self.n.max(1))
+    }
+}
+
+thread_local! {
+    /// Reused im2col / transposed-gradient buffers: a fresh multi-megabyte `Vec` per call
+    /// costs a page fault per 4 KiB on first touch.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with two scratch slices of `a` and `b` elements (contents unspecified: every
+/// user overwrites them before reading).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (x, y) = &mut *bufs;
+            if x.len() < a {
+                *x = vec![0.0; a];
+            }
+            if y.len() < b {
+                *y = vec![0.0; b];
+            }
+            f(&mut x[..a], &mut y[..b])
+        }
+        // Re-entered on this thread (never in petal's own calls): plain buffers.
+        Err(_) => f(&mut vec![0.0; a], &mut vec![0.0; b]),
+    })
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    // gemm's own threads pay off only for a few hundred thousand multiply-adds.
+    if m * n * k >= 1 << 18 && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, each given by (pointer, row stride, column
+/// stride) in elements.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[f32],
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(last(dst_rs, 1, m, n) < dst.len());
+    if k > 0 {
+        assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len());
+        assert!(last(rhs_rs, rhs_cs, k, n) < rhs.len());
+    }
+    // SAFETY: the asserts above keep every element gemm touches inside its slice, and `dst`
+    // does not alias `lhs` or `rhs` (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m, n, k),
+        );
+    }
+}
+
+/// Output positions `o` whose input index `o·stride + offset` lies in `[0, size)`.
+fn valid(out: usize, stride: usize, offset: isize, size: usize) -> std::ops::Range<usize> {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset as usize).div_ceil(stride)
+    };
+    let hi = if (size as isize) <= offset {
+        0
+    } else {
+        ((size as isize - offset) as usize).div_ceil(stride)
+    };
+    lo.min(out)..hi.min(out).max(lo.min(out))
+}
+
+/// im2col of samples `n0..n0 + s` into `col[C·kh·kw, s·P]` (row `(c, i, j)`, column
+/// `sample·P + oh·Wo + ow`).
+fn im2col(g: &Geometry, x: &[f32], n0: usize, s: usize, col: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    let [kh, kw] = g.kernel;
+    let plane = g.h * g.w;
+    col.par_chunks_mut(s * p)
+        .enumerate()
+        .for_each(|(row, out)| {
+            let c = row / (kh * kw);
+            let (i, j) = ((row / kw) % kh, row % kw);
+            let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
+            let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+            let rows = valid(ho, g.stride[0], off_h, g.h);
+            let cols = valid(wo, g.stride[1], off_w, g.w);
+            for sample in 0..s {
+                let src = &x[((n0 + sample) * g.c + c) * plane..][..plane];
+                let dst = &mut out[sample * p..][..p];
+                for oh in 0..ho {
+                    let line = &mut dst[oh * wo..][..wo];
+                    if !rows.contains(&oh) {
+                        line.fill(0.0);
+                        continue;
+                    }
+                    let ih = (oh * g.stride[0]) as isize + off_h;
+                    let src_line = &src[ih as usize * g.w..][..g.w];
+                    line[..cols.start].fill(0.0);
+                    line[cols.end..].fill(0.0);
+                    let first = (cols.start * g.stride[1]) as isize + off_w;
+                    if g.stride[1] == 1 {
+                        let len = cols.len();
+                        line[cols.clone()].copy_from_slice(&src_line[first as usize..][..len]);
+                    } else {
+                        for (k, v) in line[cols.clone()].iter_mut().enumerate() {
+                            *v = src_line[first as usize + k * g.stride[1]];
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// col2im: `dx[n0 + sample, c] += Σ_(i, j) dcol[(c, i, j), sample·P + …]` scattered back
+/// to the input positions. `dx` covers all samples; planes outside the chunk are untouched.
+fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, dx: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    let [kh, kw] = g.kernel;
+    let plane = g.h * g.w;
+    dx[n0 * g.c * plane..(n0 + s) * g.c * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let (sample, c) = (idx / g.c, idx % g.c);
+            for i in 0..kh {
+                let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
+                let rows = valid(ho, g.stride[0], off_h, g.h);
+                for j in 0..kw {
+                    let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+                    let cols = valid(wo, g.stride[1], off_w, g.w);
+                    let row = (c * kh + i) * kw + j;
+                    let src = &dcol[row * s * p + sample * p..][..p];
+                    for oh in rows.clone() {
+                        let ih = ((oh * g.stride[0]) as isize + off_h) as usize;
+                        let first = ((cols.start * g.stride[1]) as isize + off_w) as usize;
+                        let line = &mut out[ih * g.w..][..g.w];
+                        let src_line = &src[oh * wo..][..wo];
+                        if g.stride[1] == 1 {
+                            let len = cols.len();
+                            add_assign(&mut line[first..][..len], &src_line[cols.clone()]);
+                        } else {
+                            for (k, v) in src_line[cols.clone()].iter().enumerate() {
+                                line[first + k * g.stride[1]] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// `[N, O, P]` samples `n0..n0 + s` → `[O, s·P]`.
+fn gather_channels_first(
+    src: &[f32],
+    chans: usize,
+    p: usize,
+    n0: usize,
+    s: usize,
+    dst: &mut [f32],
+) {
+    dst.par_chunks_mut(s * p).enumerate().for_each(|(ch, out)| {
+        for sample in 0..s {
+            out[sample * p..][..p].copy_from_slice(&src[((n0 + sample) * chans + ch) * p..][..p]);
+        }
+    });
+}
+
+/// `[O, s·P]` → samples `n0..n0 + s` of `[N, O, P]`, plus `bias[o]`.
+fn scatter_channels_first(
+    src: &[f32],
+    chans: usize,
+    p: usize,
+    n0: usize,
+    s: usize,
+    bias: Option<&[f32]>,
+    dst: &mut [f32],
+) {
+    dst[n0 * chans * p..(n0 + s) * chans * p]
+        .par_chunks_mut(p)
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let (sample, ch) = (idx / chans, idx % chans);
+            let b = bias.map_or(0.0, |b| b[ch]);
+            for (d, v) in out.iter_mut().zip(&src[ch * s * p + sample * p..][..p]) {
+                *d = v + b;
+            }
+        });
+}
+
+/// The forward convolution: `x [N, C, H, W]`, `weight [O, C/g, kh, kw]`, `bias [O]` →
+/// `[N, O, Ho, Wo]`.
+pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    let mut y = vec![0.0; g.n * g.o * p];
+    if g.is_depthwise() {
+        depthwise_forward(g, x, weight, bias, &mut y);
+        return y;
+    }
+    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
+    with_scratch(g.groups * kg * step * p, g.o * step * p, |col, yt| {
+        for n0 in (0..g.n).step_by(step) {
+            let s = step.min(g.n - n0);
+            let sp = s * p;
+            im2col(g, x, n0, s, &mut col[..g.groups * kg * sp]);
+            for gi in 0..g.groups {
+                matmul(
+                    (og, sp, kg),
+                    &mut yt[gi * og * sp..],
+                    sp,
+                    false,
+                    &weight[gi * og * kg..],
+                    (kg, 1),
+                    &col[gi * kg * sp..],
+                    (sp, 1),
+                );
+            }
+            scatter_channels_first(&yt[..g.o * sp], g.o, p, n0, s, bias, &mut y);
+        }
+    });
+    y
+}
+
+/// The weight gradient `[O, C/g, kh, kw]` given the input and the output gradient `dy
+/// [N, O, Ho, Wo]`.
+pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
+    let mut dw = vec![0.0; g.o * kg];
+    if g.is_depthwise() {
+        depthwise_weight_grad(g, x, dy, &mut dw);
+        return dw;
+    }
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    with_scratch(g.groups * kg * step * p, g.o * step * p, |col, dyt| {
+        for n0 in (0..g.n).step_by(step) {
+            let s = step.min(g.n - n0);
+            let sp = s * p;
+            im2col(g, x, n0, s, &mut col[..g.groups * kg * sp]);
+            gather_channels_first(dy, g.o, p, n0, s, &mut dyt[..g.o * sp]);
+            for gi in 0..g.groups {
+                // dW_g[og, kg] += dY_g[og, sp] · col_g[kg, sp]ᵀ
+                matmul(
+                    (og, kg, sp),
+                    &mut dw[gi * og * kg..],
+                    kg,
+                    n0 > 0,
+                    &dyt[gi * og * sp..],
+                    (sp, 1),
+                    &col[gi * kg * sp..],
+                    (1, sp),
+                );
+            }
+        }
+    });
+    dw
+}
+
+/// The input gradient `[N, C, H, W]` given the weight and the output gradient.
+pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
+    let mut dx = vec![0.0; g.n * g.c * g.h * g.w];
+    if g.is_depthwise() {
+        depthwise_input_grad(g, weight, dy, &mut dx);
+        return dx;
+    }
+    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    with_scratch(g.groups * kg * step * p, g.o * step * p, |dcol, dyt| {
+        for n0 in (0..g.n).step_by(step) {
+            let s = step.min(g.n - n0);
+            let sp = s * p;
+            gather_channels_first(dy, g.o, p, n0, s, &mut dyt[..g.o * sp]);
+            for gi in 0..g.groups {
+                // dcol_g[kg, sp] = W_g[og, kg]ᵀ · dY_g[og, sp]
+                matmul(
+                    (kg, sp, og),
+                    &mut dcol[gi * kg * sp..],
+                    sp,
+                    false,
+                    &weight[gi * og * kg..],
+                    (1, kg),
+                    &dyt[gi * og * sp..],
+                    (sp, 1),
+                );
+            }
+            col2im(g, &dcol[..g.groups * kg * sp], n0, s, &mut dx);
+        }
+    });
+    dx
+}
+
+crate::simd::simd_fn! {
+    /// `dst += a · src`.
+    fn axpy(dst: &mut [f32], a: f32, src: &[f32]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d += a * v;
+        }
+    }
+}
+
+crate::simd::simd_fn! {
+    /// `dst += src`.
+    fn add_assign(dst: &mut [f32], src: &[f32]) {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d += v;
+        }
+    }
+}
+
+crate::simd::simd_fn! {
+    /// `Σ a_i · b_i`: 16 f32 lanes, added in f64.
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        const LANES: usize = 16;
+        let mut acc = [0f32; LANES];
+        let body = a.len().min(b.len()) / LANES * LANES;
+        for (ca, cb) in a[..body].chunks_exact(LANES).zip(b[..body].chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] += ca[l] * cb[l];
+            }
+        }
+        let tail: f64 = a[body..].iter().zip(&b[body..]).map(|(&x, &y)| (x * y) as f64).sum();
+        acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+    }
+}
+
+/// Walks one depthwise plane row by row: `f(tap, out_offset, in_offset, len)` for each
+/// kernel tap `(i, j)` and each output row with valid positions — output positions
+/// `out_offset..+len` read input positions `in_offset, in_offset + stride, …`.
+#[inline]
+fn depthwise_rows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
+    let [ho, wo] = g.out();
+    let [kh, kw] = g.kernel;
+    for i in 0..kh {
+        let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
+        let rows = valid(ho, g.stride[0], off_h, g.h);
+        for j in 0..kw {
+            let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+            let cols = valid(wo, g.stride[1], off_w, g.w);
+            if cols.is_empty() {
+                continue;
+            }
+            let first = ((cols.start * g.stride[1]) as isize + off_w) as usize;
+            for oh in rows.clone() {
+                let ih = ((oh * g.stride[0]) as isize + off_h) as usize;
+                f(
+                    i * kw + j,
+                    oh * wo + cols.start,
+                    ih * g.w + first,
+                    cols.len(),
+                );
+            }
+        }
+    }
+}
+
+fn depthwise_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, kk, s) = (g.h * g.w, g.kernel[0] * g.kernel[1], g.stride[1]);
+    y.par_chunks_mut(ho * wo)
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let c = idx % g.c;
+            out.fill(bias.map_or(0.0, |b| b[c]));
+            let src = &x[idx * plane..][..plane];
+            let w = &weight[c * kk..][..kk];
+            depthwise_rows(g, |k, o, i, len| {
+                if s == 1 {
+                    axpy(&mut out[o..o + len], w[k], &src[i..i + len]);
+                } else {
+                    for t in 0..len {
+                        out[o + t] += w[k] * src[i + t * s];
+                    }
+                }
+            });
+        });
+}
+
+fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, p, kk, s) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1], g.stride[1]);
+    dw.par_chunks_mut(kk).enumerate().for_each(|(c, out)| {
+        let mut acc = vec![0f64; kk];
+        for n in 0..g.n {
+            let src = &x[(n * g.c + c) * plane..][..plane];
+            let grad = &dy[(n * g.c + c) * p..][..p];
+            depthwise_rows(g, |k, o, i, len| {
+                acc[k] += if s == 1 {
+                    dot(&grad[o..o + len], &src[i..i + len])
+                } else {
+                    (0..len)
+                        .map(|t| (grad[o + t] * src[i + t * s]) as f64)
+                        .sum()
+                };
+            });
+        }
+        for (d, a) in out.iter_mut().zip(acc) {
+            *d = a as f32;
+        }
+    });
+}
+
+fn depthwise_input_grad(g: &Geometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, p, kk, s) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1], g.stride[1]);
+    dx.par_chunks_mut(plane).enumerate().for_each(|(idx, out)| {
+        let c = idx % g.c;
+        let w = &weight[c * kk..][..kk];
+        let grad = &dy[idx * p..][..p];
+        depthwise_rows(g, |k, o, i, len| {
+            if s == 1 {
+                axpy(&mut out[i..i + len], w[k], &grad[o..o + len]);
+            } else {
+                for t in 0..len {
+                    out[i + t * s] += w[k] * grad[o + t];
+                }
+            }
+        });
+    });
+}

@@ -1,0 +1,96 @@
+//! 2-D convolution with petal's CPU kernels on Flex.
+//!
+//! Burn's Flex backend runs the convolution's forward pass as a tiled im2col + gemm, but
+//! its backward pass through Burn's generic defaults: the input gradient as a transposed
+//! convolution (one gemm per sample) and the weight gradient as a forward convolution with
+//! batch and channels swapped, whose "kernel" is the whole `Ho×Wo` output gradient — one
+//! thin gemm per input channel. On a DenseNet step that backward pass was 60–70 % of the
+//! time. [`conv2d`] keeps Burn's semantics (NCHW, `[O, C/g, kh, kw]` weights, symmetric
+//! padding, stride, dilation, groups) and, on a Flex device with f32 tensors, runs
+//! [`cpu`]'s kernels: each pass one gemm over a chunk of samples
+//! (`dW += dY·colᵀ`, `dcol = Wᵀ·dY` + col2im, `Y = W·col`), depthwise convolutions as
+//! direct loops. Everywhere else (wgpu, f16, asymmetric padding) it is Burn's own
+//! `conv2d`, which is also the tests' oracle ([`conv2d_reference`]).
+
+mod backend;
+pub mod cpu;
+
+pub use backend::ConvBackend;
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::tensor::module;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Device, Tensor};
+use std::cell::Cell;
+
+thread_local! {
+    static CPU_KERNELS: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Turns petal's CPU kernels ([`conv2d`] and [`crate::batch_norm::batch_norm`]) on or off
+/// for ops recorded on the calling thread from now on (on by default). Off, both are
+/// Burn's own ops: benchmarks and tests compare the two paths in one process. (A backward
+/// pass follows whatever its forward pass recorded.)
+pub fn set_cpu_kernels(enabled: bool) {
+    CPU_KERNELS.with(|k| k.set(enabled));
+}
+
+/// Whether petal's CPU kernels are switched on for the calling thread.
+pub fn cpu_kernels_enabled() -> bool {
+    CPU_KERNELS.with(Cell::get)
+}
+
+/// Whether petal's CPU kernels run for a tensor of `dtype` on `device`: a Flex device
+/// (with or without autodiff), f32, and the kernels switched on for this thread.
+pub fn uses_cpu_kernels(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32
+        && cpu_kernels_enabled()
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Flex(_)
+        )
+}
+
+/// Burn's `conv2d`: the oracle of [`conv2d`], and what runs off Flex.
+pub fn conv2d_reference(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    module::conv2d(x, weight, bias, options)
+}
+
+/// A 2-D convolution, differentiable on autodiff devices: petal's CPU kernels on Flex
+/// (see the module docs), Burn's `conv2d` elsewhere.
+///
+/// # Shapes
+/// - `x`: `[N, C, H, W]`
+/// - `weight`: `[O, C / groups, kh, kw]`
+/// - `bias`: `[O]`
+/// - output: `[N, O, Ho, Wo]`
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Option<Tensor<1>>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    let handled = uses_cpu_kernels(&x.device(), x.dtype())
+        && weight.dtype() == DType::F32
+        && backend::geometry(&x.dims(), &weight.dims(), &options).is_some();
+    if !handled {
+        return conv2d_reference(x, weight, bias, options);
+    }
+    let y = Tensor::<4>::from_dispatch(<Dispatch as ConvBackend>::conv2d_cpu(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ));
+    match bias {
+        Some(b) => {
+            let o = b.dims()[0];
+            y + b.reshape([1, o, 1, 1])
+        }
+        None => y,
+    }
+}

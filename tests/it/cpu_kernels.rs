@@ -1,0 +1,400 @@
+//! petal's CPU kernels (convolution, BatchNorm + ReLU) against Burn's own ops — the
+//! stock-op references — value and gradient, on Flex (where they run) and on wgpu (where
+//! the public functions must be exactly the reference); and a whole DenseNet / ResNet
+//! training step whose parameter gradients and BatchNorm statistics must match the step
+//! with the kernels switched off.
+
+use crate::common::*;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn::tensor::ops::ConvOptions;
+use petal::kernels::batch_norm::{Stats, batch_norm, batch_norm_reference};
+use petal::kernels::conv::{conv2d, conv2d_reference, set_cpu_kernels, uses_cpu_kernels};
+use petal::models::head::PoolOrder;
+use petal::models::{BackboneConfig, ClassifierConfig, HeadConfig};
+
+type ClassifierRecord = burn::store::ModuleRecord;
+
+/// Deterministic values in [-2, 2).
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+fn t4(shape: [usize; 4], seed: u64, device: &Device) -> Tensor<4> {
+    Tensor::from_data(
+        TensorData::new(noise(shape.iter().product(), seed), shape),
+        device,
+    )
+}
+
+fn t1(len: usize, seed: u64, device: &Device) -> Tensor<1> {
+    Tensor::from_data(TensorData::new(noise(len, seed), [len]), device)
+}
+
+/// Max |a − b| relative to max |b| (floored at 1).
+fn rel(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    max_abs_err(a, b) / scale
+}
+
+/// One convolution case: input shape, output channels, kernel, stride, padding, dilation,
+/// groups.
+struct Case {
+    x: [usize; 4],
+    o: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dil: [usize; 2],
+    groups: usize,
+    bias: bool,
+}
+
+const fn case(x: [usize; 4], o: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Case {
+    Case {
+        x,
+        o,
+        k: [k, k],
+        stride: [stride, stride],
+        pad: [pad, pad],
+        dil: [1, 1],
+        groups,
+        bias: false,
+    }
+}
+
+/// Every layer kind of petal's families, and the awkward corners: 1×1 (DenseNet
+/// bottleneck / transition, ResNet projection, stride 2), 3×3 pad 1, the 7×7/2 stem, 3×3/2,
+/// depthwise 3×3 and 5×5/2 (MobileNet / EfficientNet), ConvNeXt's 7×7 depthwise with bias,
+/// grouped, dilated, non-square kernel and stride, odd sizes, a 1×1 spatial SE squeeze, and
+/// a batch larger than one chunk of samples.
+fn cases() -> Vec<Case> {
+    let mut v = vec![
+        case([3, 12, 9, 7], 8, 1, 1, 0, 1),
+        case([2, 16, 8, 8], 6, 1, 2, 0, 1),
+        case([3, 8, 9, 9], 5, 3, 1, 1, 1),
+        case([2, 3, 19, 17], 8, 7, 2, 3, 1),
+        case([2, 8, 11, 10], 8, 3, 2, 1, 1),
+        case([3, 10, 9, 8], 10, 3, 1, 1, 10),
+        case([2, 6, 13, 12], 6, 5, 2, 2, 6),
+        case([2, 8, 6, 6], 12, 3, 1, 1, 4),
+        case([2, 8, 1, 1], 4, 1, 1, 0, 1),
+        case([70, 4, 64, 64], 4, 3, 1, 1, 1),
+    ];
+    v.push(Case {
+        bias: true,
+        ..case([2, 6, 10, 9], 6, 7, 1, 3, 6)
+    });
+    v.push(Case {
+        dil: [2, 1],
+        k: [3, 2],
+        stride: [1, 2],
+        pad: [2, 0],
+        bias: true,
+        ..case([2, 5, 10, 9], 7, 3, 1, 1, 1)
+    });
+    v
+}
+
+/// `(y, dx, dw, db)` of `sum(conv(x, w, b) · r)` with `conv` = petal's or the reference.
+fn conv_grads(c: &Case, device: &Device, petal: bool) -> [Vec<f32>; 4] {
+    let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
+    let x = t4(c.x, 1, device).require_grad();
+    let w = t4([c.o, c.x[1] / c.groups, c.k[0], c.k[1]], 2, device).require_grad();
+    let b = c.bias.then(|| t1(c.o, 3, device).require_grad());
+    let y = if petal {
+        conv2d(x.clone(), w.clone(), b.clone(), options)
+    } else {
+        conv2d_reference(x.clone(), w.clone(), b.clone(), options)
+    };
+    let r = t4(y.dims(), 4, device);
+    let grads = (y.clone() * r).sum().backward();
+    let grad = |t: Option<Vec<f32>>| t.unwrap_or_default();
+    [
+        values(y.inner()),
+        grad(x.grad(&grads).map(values)),
+        grad(w.grad(&grads).map(values)),
+        grad(b.and_then(|b| b.grad(&grads)).map(values)),
+    ]
+}
+
+#[test]
+fn conv2d_matches_burns_conv_value_and_gradients_flex() {
+    let device = flex().autodiff();
+    assert!(uses_cpu_kernels(&device, burn::tensor::DType::F32));
+    for c in cases() {
+        let petal = conv_grads(&c, &device, true);
+        let reference = conv_grads(&c, &device, false);
+        for (what, a, b) in [
+            ("output", &petal[0], &reference[0]),
+            ("input gradient", &petal[1], &reference[1]),
+            ("weight gradient", &petal[2], &reference[2]),
+            ("bias gradient", &petal[3], &reference[3]),
+        ] {
+            let err = rel(a, b);
+            assert!(
+                err <= 1e-5,
+                "{what} of x {:?} o {} k {:?} s {:?} p {:?} d {:?} g {}: error {err:e}",
+                c.x,
+                c.o,
+                c.k,
+                c.stride,
+                c.pad,
+                c.dil,
+                c.groups
+            );
+        }
+        // Inference (no autodiff): the same forward.
+        let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
+        let plain = flex();
+        let x = t4(c.x, 1, &plain);
+        let w = t4([c.o, c.x[1] / c.groups, c.k[0], c.k[1]], 2, &plain);
+        let b = c.bias.then(|| t1(c.o, 3, &plain));
+        let a = values(conv2d(x.clone(), w.clone(), b.clone(), options.clone()));
+        let r = values(conv2d_reference(x, w, b, options));
+        assert!(rel(&a, &r) <= 1e-5, "inference output of x {:?}", c.x);
+    }
+}
+
+#[test]
+fn conv2d_is_burns_conv_on_wgpu() {
+    let device = wgpu().autodiff();
+    assert!(!uses_cpu_kernels(&device, burn::tensor::DType::F32));
+    for c in [
+        case([2, 4, 7, 6], 5, 3, 1, 1, 1),
+        case([2, 6, 9, 9], 6, 3, 2, 1, 6),
+    ] {
+        let petal = conv_grads(&c, &device, true);
+        let reference = conv_grads(&c, &device, false);
+        assert_eq!(petal, reference, "conv2d on wgpu is Burn's conv2d");
+    }
+}
+
+/// `(y, dx, dγ, dβ, mean, var)` of `sum(bn(x) · r)`.
+fn bn_grads(
+    shape: [usize; 4],
+    device: &Device,
+    petal: bool,
+    running: bool,
+    relu: bool,
+) -> Vec<Vec<f32>> {
+    let c = shape[1];
+    // An offset and scale per channel, so the statistics are not trivially 0 / 1.
+    let x = (t4(shape, 5, device) * 1.5 + t1(c, 6, device).reshape([1, c, 1, 1]) * 3.0)
+        .detach()
+        .require_grad();
+    let gamma = t1(c, 7, device).require_grad();
+    let beta = (t1(c, 8, device) * 0.5).require_grad();
+    let stats = if running {
+        Stats::Running(Box::new((
+            t1(c, 9, device) * 0.1,
+            t1(c, 10, device).abs() + 0.5,
+        )))
+    } else {
+        Stats::Batch
+    };
+    let f = if petal {
+        batch_norm
+    } else {
+        batch_norm_reference
+    };
+    let out = f(x.clone(), gamma.clone(), beta.clone(), stats, 1e-5, relu);
+    let r = t4(shape, 11, device);
+    let grads = (out.output.clone() * r).sum().backward();
+    let mut v = vec![
+        values(out.output.inner()),
+        values(x.grad(&grads).expect("x grad")),
+        values(gamma.grad(&grads).expect("gamma grad")),
+        values(beta.grad(&grads).expect("beta grad")),
+    ];
+    if let Some((m, var)) = out.batch_stats {
+        v.push(values(m.inner()));
+        v.push(values(var.inner()));
+    }
+    v
+}
+
+#[test]
+fn batch_norm_relu_matches_burns_ops_value_and_gradients_flex() {
+    let device = flex().autodiff();
+    for shape in [[4, 5, 7, 6], [3, 16, 1, 1], [70, 3, 16, 16], [2, 40, 2, 2]] {
+        for running in [false, true] {
+            for relu in [false, true] {
+                let petal = bn_grads(shape, &device, true, running, relu);
+                let reference = bn_grads(shape, &device, false, running, relu);
+                assert_eq!(petal.len(), reference.len());
+                let names = ["output", "dx", "dgamma", "dbeta", "mean", "variance"];
+                for ((a, b), what) in petal.iter().zip(&reference).zip(names) {
+                    let err = rel(a, b);
+                    assert!(
+                        err <= 2e-5,
+                        "{what} of {shape:?} running {running} relu {relu}: error {err:e}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batch_norm_statistics_by_hand_flex() {
+    // Channel 0 = {1, 2, 3, 6} (mean 3, biased variance 3.5), channel 1 = {-1, -1, -1, -1}.
+    let device = flex().autodiff();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![1., 2., -1., -1., 3., 6., -1., -1.], [2, 2, 1, 2]),
+        &device,
+    );
+    let out = batch_norm(
+        x,
+        Tensor::from_data([2.0, 1.0], &device),
+        Tensor::from_data([0.5, 0.0], &device),
+        Stats::Batch,
+        0.0,
+        true,
+    );
+    let (m, v) = out.batch_stats.expect("batch statistics");
+    assert_eq!(values(m.inner()), vec![3.0, -1.0]);
+    assert_eq!(values(v.inner()), vec![3.5, 0.0]);
+    let s = 3.5f32.sqrt();
+    let want = [
+        (1. - 3.) / s * 2. + 0.5,
+        (2. - 3.) / s * 2. + 0.5,
+        (3. - 3.) / s * 2. + 0.5,
+        (6. - 3.) / s * 2. + 0.5,
+    ]
+    .map(|v: f32| v.max(0.0));
+    let y = values(out.output.inner());
+    assert_close(&[y[0], y[1], y[4], y[5]], &want, 1e-6, "channel 0 by hand");
+}
+
+#[test]
+fn batch_norm_is_burns_on_wgpu() {
+    let device = wgpu().autodiff();
+    for running in [false, true] {
+        let petal = bn_grads([2, 3, 5, 4], &device, true, running, true);
+        let reference = bn_grads([2, 3, 5, 4], &device, false, running, true);
+        assert_eq!(petal, reference, "batch_norm on wgpu is Burn's ops");
+    }
+}
+
+/// How [`step`] runs: petal's CPU kernels in f32, Burn's ops in f32, Burn's ops in f64.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Kernels,
+    Burn,
+    BurnF64,
+}
+
+/// Every parameter gradient and BatchNorm running statistic after one training step of
+/// `config` from `record`.
+fn step(
+    config: &ClassifierConfig,
+    record: &ClassifierRecord,
+    path: Path,
+) -> Vec<(String, Vec<f32>)> {
+    let device = flex().autodiff();
+    set_cpu_kernels(path == Path::Kernels);
+    let mut model = config.init(&device).load_record(record.clone());
+    let mut x = t4([4, 3, 64, 64], 12, &device);
+    if path == Path::BurnF64 {
+        model = petal::trainer::optim::cast_model(model, DType::F64);
+        x = x.cast(DType::F64);
+    }
+    let logits = model.forward(x);
+    let loss = burn::tensor::activation::log_softmax(logits, 1)
+        .slice([0..4, 0..1])
+        .mean()
+        .neg();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    set_cpu_kernels(true);
+    let mut out: Vec<(String, Vec<f32>)> = Vec::new();
+    for p in param_grads(&model, &grads) {
+        if is_buffer(&p.path) {
+            out.push((p.path, p.value));
+        } else if let Some(g) = p.grad {
+            out.push((p.path, g));
+        }
+    }
+    out
+}
+
+/// Worst error of `a` against `truth` over every tensor, relative to each tensor's scale
+/// (floored at 10 % of the largest value of all, so that tensors that are mathematically
+/// near zero do not compare rounding noise with rounding noise).
+fn worst_error(a: &[(String, Vec<f32>)], truth: &[(String, Vec<f32>)]) -> (f32, String) {
+    assert_eq!(a.len(), truth.len());
+    let global = truth
+        .iter()
+        .flat_map(|(_, g)| g.iter())
+        .fold(0f32, |m, v| m.max(v.abs()))
+        .min(1.0);
+    let mut worst = (0f32, String::new());
+    for ((path, x), (path_t, t)) in a.iter().zip(truth) {
+        assert_eq!(path, path_t);
+        let scale = t.iter().fold(0f32, |m, v| m.max(v.abs())).max(0.1 * global);
+        let err = max_abs_err(x, t) / scale;
+        if err > worst.0 {
+            worst = (err, path.clone());
+        }
+    }
+    worst
+}
+
+#[test]
+fn training_steps_with_the_cpu_kernels_are_as_accurate_as_burns_ops_flex() {
+    // The tiny DenseNet is well conditioned (wide BatchNorm reductions): the two f32 paths
+    // must agree closely. ResNet-18 at 64² ends in 2×2 maps, where BatchNorm over 16 values
+    // amplifies rounding (Burn's own f32 path is 6e-5 off f64 there): the kernels must be no
+    // less accurate than Burn's f32 path. (Depthwise convolutions are covered op by op
+    // above: a whole MobileNetV2 step is no fair judge, its ReLU6 saturates at exactly 6 and
+    // the head's max pooling then routes the gradient by ties that rounding can flip.)
+    for (backbone, strict) in [
+        (tiny_densenet(&[2, 2]), Some(1e-4)),
+        (
+            BackboneConfig::from_name("resnet18").expect("resnet18"),
+            None,
+        ),
+    ] {
+        let name = format!("{backbone:?}").chars().take(24).collect::<String>();
+        // No dropout: every run must see the same network.
+        let head = HeadConfig::ConcatPool {
+            hidden: vec![16],
+            dropout: vec![0.0],
+            pool_order: PoolOrder::AvgMax,
+        };
+        let config = ClassifierConfig::new(backbone, head, 5);
+        let device = flex().autodiff();
+        device.seed(16);
+        let record = config.init(&device).into_record();
+        let kernels = step(&config, &record, Path::Kernels);
+        let burn = step(&config, &record, Path::Burn);
+        let truth = step(&config, &record, Path::BurnF64);
+        assert!(
+            kernels.len() > 20,
+            "{name}: gradients and statistics present"
+        );
+        let (k, k_at) = worst_error(&kernels, &truth);
+        let (b, b_at) = worst_error(&burn, &truth);
+        let (d, d_at) = worst_error(&kernels, &burn);
+        println!(
+            "{name}: worst relative error vs f64 — CPU kernels {k:.1e} ({k_at}), Burn's ops {b:.1e} ({b_at}); kernels vs Burn {d:.1e} ({d_at})"
+        );
+        if let Some(tol) = strict {
+            assert!(d <= tol, "{name}: kernels vs Burn's ops {d:e} at {d_at}");
+        }
+        assert!(
+            k <= 2.0 * b + 2e-5,
+            "{name}: kernels {k:e} ({k_at}) vs Burn's f32 {b:e} ({b_at}), both against f64"
+        );
+    }
+}
