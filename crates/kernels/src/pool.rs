@@ -8,6 +8,8 @@
 //! whole step there.
 
 use crate::conv::{cpu_kernels_enabled, set_cpu_kernels};
+use burn::backend::DispatchDevice;
+use burn::tensor::Device;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ON_POOL: AtomicBool = AtomicBool::new(true);
@@ -19,10 +21,17 @@ pub fn set_on_pool(enabled: bool) {
 }
 
 /// Runs `f` on a rayon worker thread — the calling thread waits — carrying this thread's
-/// [`set_cpu_kernels`] switch along. Runs `f` right here when the caller is a worker
-/// already, when the pool has a single thread, or when [`set_on_pool`] turned it off.
-pub fn on_cpu_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some()
+/// [`set_cpu_kernels`] switch along, when `device` is the CPU (Flex, with or without
+/// autodiff). Runs `f` right here for other devices (their work is not on rayon's pool),
+/// when the caller is a worker already, when the pool has a single thread, or when
+/// [`set_on_pool`] turned it off.
+pub fn on_cpu_pool<R: Send>(device: &Device, f: impl FnOnce() -> R + Send) -> R {
+    let flex = matches!(
+        device.clone().inner().as_dispatch(),
+        DispatchDevice::Flex(_)
+    );
+    if !flex
+        || rayon::current_thread_index().is_some()
         || rayon::current_num_threads() < 2
         || !ON_POOL.load(Ordering::Relaxed)
     {

@@ -482,9 +482,10 @@ pub fn train_step(
 
 /// The first half of a step on one (micro-)batch: augmentation, forward, loss, backward of
 /// the loss times `scale` (`1 / N` when `N` batches are accumulated into one step). Returns
-/// the gradients, the unscaled `[loss, correct]` metrics and the logits. Runs on rayon's
-/// pool ([`petal_kernels::pool::on_cpu_pool`]: each parallel op of the CPU backend then
-/// runs part of its work on the calling thread instead of waking the pool and waiting).
+/// the gradients, the unscaled `[loss, correct]` metrics and the logits. On the CPU it runs
+/// on rayon's pool ([`petal_kernels::pool::on_cpu_pool`]: each parallel op of the CPU
+/// backend then runs part of its work on the calling thread instead of waking the pool and
+/// waiting).
 pub fn forward_backward(
     model: &Classifier,
     batch: &PackedBatch,
@@ -493,7 +494,7 @@ pub fn forward_backward(
     scale: f64,
     observe: &mut (dyn FnMut(StepEvent) + Send),
 ) -> (GradientsParams, Tensor<1>, Tensor<2>) {
-    petal_kernels::pool::on_cpu_pool(|| {
+    petal_kernels::pool::on_cpu_pool(ctx.device, || {
         let out = forward_backward_here(model, batch, epoch, ctx, scale, observe);
         // Burn's `RunningState` keeps each thread's BatchNorm statistics update pending
         // until a sync, which averages the pending values of every thread; steps run on
@@ -566,7 +567,7 @@ pub fn apply_step(
     }
     observe(StepEvent::Backward);
     let lrs = lrs.into();
-    petal_kernels::pool::on_cpu_pool(|| optim.step(lrs, model, grads))
+    petal_kernels::pool::on_cpu_pool(ctx.device, || optim.step(lrs, model, grads))
 }
 
 /// The optimizer, the scheduler and the trainable set of the current epoch.

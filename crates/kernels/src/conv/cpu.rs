@@ -329,6 +329,19 @@ fn scatter_channels_first(
         });
 }
 
+/// Calls `f(n0, s, columns, channels_first)` for each chunk `n0..n0 + s` of samples, with
+/// scratch sized for the chunk: `C·kh·kw × s·P` im2col columns and `O × s·P` values.
+fn for_chunks(g: &Geometry, mut f: impl FnMut(usize, usize, &mut [f32], &mut [f32])) {
+    let [ho, wo] = g.out();
+    let (p, rows, step) = (ho * wo, g.groups * g.kg(), g.chunk());
+    with_scratch(rows * step * p, g.o * step * p, |col, t| {
+        for n0 in (0..g.n).step_by(step) {
+            let s = step.min(g.n - n0);
+            f(n0, s, &mut col[..rows * s * p], &mut t[..g.o * s * p]);
+        }
+    });
+}
+
 /// The forward convolution: `x [N, C, H, W]`, `weight [O, C/g, kh, kw]`, `bias [O]` →
 /// `[N, O, Ho, Wo]`.
 pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -339,26 +352,26 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
         depthwise_forward(g, x, weight, bias, &mut y);
         return y;
     }
-    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
-    with_scratch(g.groups * kg * step * p, g.o * step * p, |col, yt| {
-        for n0 in (0..g.n).step_by(step) {
-            let s = step.min(g.n - n0);
-            let sp = s * p;
-            im2col(g, x, n0, s, &mut col[..g.groups * kg * sp]);
-            for gi in 0..g.groups {
-                matmul(
-                    (og, sp, kg),
-                    &mut yt[gi * og * sp..],
-                    sp,
-                    false,
-                    &weight[gi * og * kg..],
-                    (kg, 1),
-                    &col[gi * kg * sp..],
-                    (sp, 1),
-                );
-            }
-            scatter_channels_first(&yt[..g.o * sp], g.o, p, n0, s, bias, &mut y);
+    let (kg, og) = (g.kg(), g.og());
+    for_chunks(g, |n0, s, col, yt| {
+        let sp = s * p;
+        im2col(g, x, n0, s, col);
+        for gi in 0..g.groups {
+            // Y_g[og, sp] = W_g[og, kg] · col_g[kg, sp]
+            let w = &weight[gi * og * kg..];
+            let dst = &mut yt[gi * og * sp..];
+            matmul(
+                (og, sp, kg),
+                dst,
+                sp,
+                false,
+                w,
+                (kg, 1),
+                &col[gi * kg * sp..],
+                (sp, 1),
+            );
         }
+        scatter_channels_first(yt, g.o, p, n0, s, bias, &mut y);
     });
     y
 }
@@ -366,7 +379,7 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
 /// The weight gradient `[O, C/g, kh, kw]` given the input and the output gradient `dy
 /// [N, O, Ho, Wo]`.
 pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
+    let (kg, og) = (g.kg(), g.og());
     let mut dw = vec![0.0; g.o * kg];
     if g.is_depthwise() {
         depthwise_weight_grad(g, x, dy, &mut dw);
@@ -374,25 +387,15 @@ pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     let [ho, wo] = g.out();
     let p = ho * wo;
-    with_scratch(g.groups * kg * step * p, g.o * step * p, |col, dyt| {
-        for n0 in (0..g.n).step_by(step) {
-            let s = step.min(g.n - n0);
-            let sp = s * p;
-            im2col(g, x, n0, s, &mut col[..g.groups * kg * sp]);
-            gather_channels_first(dy, g.o, p, n0, s, &mut dyt[..g.o * sp]);
-            for gi in 0..g.groups {
-                // dW_g[og, kg] += dY_g[og, sp] · col_g[kg, sp]ᵀ
-                matmul(
-                    (og, kg, sp),
-                    &mut dw[gi * og * kg..],
-                    kg,
-                    n0 > 0,
-                    &dyt[gi * og * sp..],
-                    (sp, 1),
-                    &col[gi * kg * sp..],
-                    (1, sp),
-                );
-            }
+    for_chunks(g, |n0, s, col, dyt| {
+        let sp = s * p;
+        im2col(g, x, n0, s, col);
+        gather_channels_first(dy, g.o, p, n0, s, dyt);
+        for gi in 0..g.groups {
+            // dW_g[og, kg] += dY_g[og, sp] · col_g[kg, sp]ᵀ
+            let (lhs, rhs) = (&dyt[gi * og * sp..], &col[gi * kg * sp..]);
+            let dst = &mut dw[gi * og * kg..];
+            matmul((og, kg, sp), dst, kg, n0 > 0, lhs, (sp, 1), rhs, (1, sp));
         }
     });
     dw
@@ -405,29 +408,19 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
         depthwise_input_grad(g, weight, dy, &mut dx);
         return dx;
     }
-    let (kg, og, step) = (g.kg(), g.og(), g.chunk());
+    let (kg, og) = (g.kg(), g.og());
     let [ho, wo] = g.out();
     let p = ho * wo;
-    with_scratch(g.groups * kg * step * p, g.o * step * p, |dcol, dyt| {
-        for n0 in (0..g.n).step_by(step) {
-            let s = step.min(g.n - n0);
-            let sp = s * p;
-            gather_channels_first(dy, g.o, p, n0, s, &mut dyt[..g.o * sp]);
-            for gi in 0..g.groups {
-                // dcol_g[kg, sp] = W_g[og, kg]ᵀ · dY_g[og, sp]
-                matmul(
-                    (kg, sp, og),
-                    &mut dcol[gi * kg * sp..],
-                    sp,
-                    false,
-                    &weight[gi * og * kg..],
-                    (1, kg),
-                    &dyt[gi * og * sp..],
-                    (sp, 1),
-                );
-            }
-            col2im(g, &dcol[..g.groups * kg * sp], n0, s, &mut dx);
+    for_chunks(g, |n0, s, dcol, dyt| {
+        let sp = s * p;
+        gather_channels_first(dy, g.o, p, n0, s, dyt);
+        for gi in 0..g.groups {
+            // dcol_g[kg, sp] = W_g[og, kg]ᵀ · dY_g[og, sp]
+            let (w, rhs) = (&weight[gi * og * kg..], &dyt[gi * og * sp..]);
+            let dst = &mut dcol[gi * kg * sp..];
+            matmul((kg, sp, og), dst, sp, false, w, (1, kg), rhs, (sp, 1));
         }
+        col2im(g, dcol, n0, s, &mut dx);
     });
     dx
 }

@@ -24,11 +24,28 @@ use burn::tensor::{DType, Device, Tensor};
 use std::cell::Cell;
 
 thread_local! {
-    static CPU_KERNELS: Cell<bool> = const { Cell::new(true) };
+    static CPU_KERNELS: Cell<bool> = Cell::new(default_cpu_kernels());
+}
+
+/// On unless the environment sets `PETAL_CPU_KERNELS=0` (or `off`): an escape hatch to
+/// Burn's own ops for every thread, and the A/B switch for whole runs.
+fn default_cpu_kernels() -> bool {
+    static DEFAULT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| switch_on(std::env::var("PETAL_CPU_KERNELS").ok().as_deref()))
+}
+
+/// The value of a `PETAL_CPU_KERNELS`-style switch: off for `0`, `off` or `false` (any
+/// case), on otherwise (unset included).
+fn switch_on(value: Option<&str>) -> bool {
+    !value.is_some_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        matches!(v.as_str(), "0" | "off" | "false")
+    })
 }
 
 /// Turns petal's CPU kernels ([`conv2d`] and [`crate::batch_norm::batch_norm`]) on or off
-/// for ops recorded on the calling thread from now on (on by default). Off, both are
+/// for ops recorded on the calling thread from now on (on by default, see
+/// `PETAL_CPU_KERNELS` in the README). Off, both are
 /// Burn's own ops: benchmarks and tests compare the two paths in one process. (A backward
 /// pass follows whatever its forward pass recorded.)
 pub fn set_cpu_kernels(enabled: bool) {
@@ -92,5 +109,20 @@ pub fn conv2d(
             y + b.reshape([1, o, 1, 1])
         }
         None => y,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::switch_on;
+
+    #[test]
+    fn the_environment_switch_reads_off_values_only() {
+        for off in ["0", "off", "OFF", "false", " False "] {
+            assert!(!switch_on(Some(off)), "{off:?} switches the kernels off");
+        }
+        for on in [None, Some("1"), Some("on"), Some(""), Some("yes")] {
+            assert!(switch_on(on), "{on:?} leaves the kernels on");
+        }
     }
 }
