@@ -425,13 +425,34 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
     dx
 }
 
-crate::simd::simd_fn! {
-    /// `dst += a · src`.
-    fn axpy(dst: &mut [f32], a: f32, src: &[f32]) {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d += a * v;
+/// `dst += a · src` (vectorised where the caller is compiled for SIMD).
+#[inline(always)]
+fn axpy_here(dst: &mut [f32], a: f32, src: &[f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d += a * v;
+    }
+}
+
+/// `Σ a_i · b_i`: 16 f32 lanes, added in f64.
+#[inline(always)]
+fn dot_here(a: &[f32], b: &[f32]) -> f64 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let body = a.len().min(b.len()) / LANES * LANES;
+    for (ca, cb) in a[..body]
+        .chunks_exact(LANES)
+        .zip(b[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
         }
     }
+    let tail: f64 = a[body..]
+        .iter()
+        .zip(&b[body..])
+        .map(|(&x, &y)| (x * y) as f64)
+        .sum();
+    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
 }
 
 crate::simd::simd_fn! {
@@ -443,26 +464,10 @@ crate::simd::simd_fn! {
     }
 }
 
-crate::simd::simd_fn! {
-    /// `Σ a_i · b_i`: 16 f32 lanes, added in f64.
-    fn dot(a: &[f32], b: &[f32]) -> f64 {
-        const LANES: usize = 16;
-        let mut acc = [0f32; LANES];
-        let body = a.len().min(b.len()) / LANES * LANES;
-        for (ca, cb) in a[..body].chunks_exact(LANES).zip(b[..body].chunks_exact(LANES)) {
-            for l in 0..LANES {
-                acc[l] += ca[l] * cb[l];
-            }
-        }
-        let tail: f64 = a[body..].iter().zip(&b[body..]).map(|(&x, &y)| (x * y) as f64).sum();
-        acc.iter().map(|&v| v as f64).sum::<f64>() + tail
-    }
-}
-
 /// Walks one depthwise plane row by row: `f(tap, out_offset, in_offset, len)` for each
 /// kernel tap `(i, j)` and each output row with valid positions — output positions
 /// `out_offset..+len` read input positions `in_offset, in_offset + stride, …`.
-#[inline]
+#[inline(always)]
 fn depthwise_rows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
     let [ho, wo] = g.out();
     let [kh, kw] = g.kernel;
@@ -489,67 +494,101 @@ fn depthwise_rows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
     }
 }
 
-fn depthwise_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
-    let [ho, wo] = g.out();
-    let (plane, kk, s) = (g.h * g.w, g.kernel[0] * g.kernel[1], g.stride[1]);
-    y.par_chunks_mut(ho * wo)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let c = idx % g.c;
-            out.fill(bias.map_or(0.0, |b| b[c]));
-            let src = &x[idx * plane..][..plane];
-            let w = &weight[c * kk..][..kk];
-            depthwise_rows(g, |k, o, i, len| {
-                if s == 1 {
-                    axpy(&mut out[o..o + len], w[k], &src[i..i + len]);
-                } else {
-                    for t in 0..len {
-                        out[o + t] += w[k] * src[i + t * s];
-                    }
-                }
-            });
-        });
-}
-
-fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    let [ho, wo] = g.out();
-    let (plane, p, kk, s) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1], g.stride[1]);
-    dw.par_chunks_mut(kk).enumerate().for_each(|(c, out)| {
-        let mut acc = vec![0f64; kk];
-        for n in 0..g.n {
-            let src = &x[(n * g.c + c) * plane..][..plane];
-            let grad = &dy[(n * g.c + c) * p..][..p];
-            depthwise_rows(g, |k, o, i, len| {
-                acc[k] += if s == 1 {
-                    dot(&grad[o..o + len], &src[i..i + len])
-                } else {
-                    (0..len)
-                        .map(|t| (grad[o + t] * src[i + t * s]) as f64)
-                        .sum()
-                };
-            });
-        }
-        for (d, a) in out.iter_mut().zip(acc) {
-            *d = a as f32;
-        }
-    });
-}
-
-fn depthwise_input_grad(g: &Geometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
-    let [ho, wo] = g.out();
-    let (plane, p, kk, s) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1], g.stride[1]);
-    dx.par_chunks_mut(plane).enumerate().for_each(|(idx, out)| {
-        let c = idx % g.c;
-        let w = &weight[c * kk..][..kk];
-        let grad = &dy[idx * p..][..p];
+crate::simd::simd_fn! {
+    /// One depthwise output plane: `out = b + Σ_taps w · src` (shifted).
+    fn depthwise_forward_plane(g: &Geometry, out: &mut [f32], src: &[f32], w: &[f32], b: f32) {
+        let s = g.stride[1];
+        out.fill(b);
         depthwise_rows(g, |k, o, i, len| {
             if s == 1 {
-                axpy(&mut out[i..i + len], w[k], &grad[o..o + len]);
+                axpy_here(&mut out[o..o + len], w[k], &src[i..i + len]);
+            } else {
+                for t in 0..len {
+                    out[o + t] += w[k] * src[i + t * s];
+                }
+            }
+        });
+    }
+}
+
+crate::simd::simd_fn! {
+    /// One depthwise plane's weight-gradient terms: `acc[tap] += Σ grad · src` (shifted).
+    fn depthwise_weight_plane(g: &Geometry, acc: &mut [f64], grad: &[f32], src: &[f32]) {
+        let s = g.stride[1];
+        depthwise_rows(g, |k, o, i, len| {
+            acc[k] += if s == 1 {
+                dot_here(&grad[o..o + len], &src[i..i + len])
+            } else {
+                (0..len)
+                    .map(|t| (grad[o + t] * src[i + t * s]) as f64)
+                    .sum()
+            };
+        });
+    }
+}
+
+crate::simd::simd_fn! {
+    /// One depthwise input-gradient plane: `out += Σ_taps w · grad` (shifted back).
+    fn depthwise_input_plane(g: &Geometry, out: &mut [f32], grad: &[f32], w: &[f32]) {
+        let s = g.stride[1];
+        depthwise_rows(g, |k, o, i, len| {
+            if s == 1 {
+                axpy_here(&mut out[i..i + len], w[k], &grad[o..o + len]);
             } else {
                 for t in 0..len {
                     out[i + t * s] += w[k] * grad[o + t];
                 }
             }
         });
-    });
+    }
+}
+
+/// Planes per rayon task: enough elements that a task outweighs its scheduling.
+fn planes_per_task(plane: usize) -> usize {
+    (8192 / plane.max(1)).max(1)
+}
+
+fn depthwise_forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, kk) = (g.h * g.w, g.kernel[0] * g.kernel[1]);
+    y.par_chunks_mut(ho * wo)
+        .with_min_len(planes_per_task(plane))
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let c = idx % g.c;
+            let (src, w) = (&x[idx * plane..][..plane], &weight[c * kk..][..kk]);
+            depthwise_forward_plane(g, out, src, w, bias.map_or(0.0, |b| b[c]));
+        });
+}
+
+fn depthwise_weight_grad(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, p, kk) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1]);
+    dw.par_chunks_mut(kk)
+        .with_min_len(planes_per_task(plane * g.n))
+        .enumerate()
+        .for_each(|(c, out)| {
+            let mut acc = vec![0f64; kk];
+            for n in 0..g.n {
+                let src = &x[(n * g.c + c) * plane..][..plane];
+                let grad = &dy[(n * g.c + c) * p..][..p];
+                depthwise_weight_plane(g, &mut acc, grad, src);
+            }
+            for (d, a) in out.iter_mut().zip(acc) {
+                *d = a as f32;
+            }
+        });
+}
+
+fn depthwise_input_grad(g: &Geometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
+    let [ho, wo] = g.out();
+    let (plane, p, kk) = (g.h * g.w, ho * wo, g.kernel[0] * g.kernel[1]);
+    dx.par_chunks_mut(plane)
+        .with_min_len(planes_per_task(plane))
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let c = idx % g.c;
+            let (w, grad) = (&weight[c * kk..][..kk], &dy[idx * p..][..p]);
+            depthwise_input_plane(g, out, grad, w);
+        });
 }
