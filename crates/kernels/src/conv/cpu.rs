@@ -256,38 +256,22 @@ fn im2col(g: &Geometry, x: &[f32], n0: usize, s: usize, col: &mut [f32]) {
 /// to the input positions. `dx` covers all samples; planes outside the chunk are untouched.
 fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, dx: &mut [f32]) {
     let [ho, wo] = g.out();
-    let p = ho * wo;
-    let [kh, kw] = g.kernel;
-    let plane = g.h * g.w;
+    let (p, kk, plane, stride) = (ho * wo, g.kernel[0] * g.kernel[1], g.h * g.w, g.stride[1]);
     dx[n0 * g.c * plane..(n0 + s) * g.c * plane]
         .par_chunks_mut(plane)
         .enumerate()
         .for_each(|(idx, out)| {
             let (sample, c) = (idx / g.c, idx % g.c);
-            for i in 0..kh {
-                let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
-                let rows = valid(ho, g.stride[0], off_h, g.h);
-                for j in 0..kw {
-                    let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
-                    let cols = valid(wo, g.stride[1], off_w, g.w);
-                    let row = (c * kh + i) * kw + j;
-                    let src = &dcol[row * s * p + sample * p..][..p];
-                    for oh in rows.clone() {
-                        let ih = ((oh * g.stride[0]) as isize + off_h) as usize;
-                        let first = ((cols.start * g.stride[1]) as isize + off_w) as usize;
-                        let line = &mut out[ih * g.w..][..g.w];
-                        let src_line = &src[oh * wo..][..wo];
-                        if g.stride[1] == 1 {
-                            let len = cols.len();
-                            add_assign(&mut line[first..][..len], &src_line[cols.clone()]);
-                        } else {
-                            for (k, v) in src_line[cols.clone()].iter().enumerate() {
-                                line[first + k * g.stride[1]] += v;
-                            }
-                        }
+            tap_rows(g, |tap, o, i, len| {
+                let src = &dcol[(c * kk + tap) * s * p + sample * p + o..][..len];
+                if stride == 1 {
+                    add_assign(&mut out[i..i + len], src);
+                } else {
+                    for (t, v) in src.iter().enumerate() {
+                        out[i + t * stride] += v;
                     }
                 }
-            }
+            });
         });
 }
 
@@ -464,11 +448,12 @@ crate::simd::simd_fn! {
     }
 }
 
-/// Walks one depthwise plane row by row: `f(tap, out_offset, in_offset, len)` for each
-/// kernel tap `(i, j)` and each output row with valid positions — output positions
-/// `out_offset..+len` read input positions `in_offset, in_offset + stride, …`.
+/// Walks one plane's kernel taps row by row: `f(tap, out_offset, in_offset, len)` for each
+/// tap `(i, j)` and each output row with valid positions — output positions
+/// `out_offset..+len` read input positions `in_offset, in_offset + stride, …` (depthwise
+/// convolutions and col2im).
 #[inline(always)]
-fn depthwise_rows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
+fn tap_rows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, usize)) {
     let [ho, wo] = g.out();
     let [kh, kw] = g.kernel;
     for i in 0..kh {
@@ -499,7 +484,7 @@ crate::simd::simd_fn! {
     fn depthwise_forward_plane(g: &Geometry, out: &mut [f32], src: &[f32], w: &[f32], b: f32) {
         let s = g.stride[1];
         out.fill(b);
-        depthwise_rows(g, |k, o, i, len| {
+        tap_rows(g, |k, o, i, len| {
             if s == 1 {
                 axpy_here(&mut out[o..o + len], w[k], &src[i..i + len]);
             } else {
@@ -515,7 +500,7 @@ crate::simd::simd_fn! {
     /// One depthwise plane's weight-gradient terms: `acc[tap] += Σ grad · src` (shifted).
     fn depthwise_weight_plane(g: &Geometry, acc: &mut [f64], grad: &[f32], src: &[f32]) {
         let s = g.stride[1];
-        depthwise_rows(g, |k, o, i, len| {
+        tap_rows(g, |k, o, i, len| {
             acc[k] += if s == 1 {
                 dot_here(&grad[o..o + len], &src[i..i + len])
             } else {
@@ -531,7 +516,7 @@ crate::simd::simd_fn! {
     /// One depthwise input-gradient plane: `out += Σ_taps w · grad` (shifted back).
     fn depthwise_input_plane(g: &Geometry, out: &mut [f32], grad: &[f32], w: &[f32]) {
         let s = g.stride[1];
-        depthwise_rows(g, |k, o, i, len| {
+        tap_rows(g, |k, o, i, len| {
             if s == 1 {
                 axpy_here(&mut out[i..i + len], w[k], &grad[o..o + len]);
             } else {
