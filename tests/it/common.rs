@@ -65,6 +65,49 @@ pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec_as::<f32>().unwrap()
 }
 
+/// `len` deterministic values in [-2, 2) from a xorshift64 generator started at `state`.
+pub fn xorshift_values(len: usize, mut state: u64) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+/// Largest |value| over every named tensor.
+pub fn global_max(tensors: &[(String, Vec<f32>)]) -> f32 {
+    tensors
+        .iter()
+        .flat_map(|(_, t)| t.iter())
+        .fold(0f32, |m, v| m.max(v.abs()))
+}
+
+/// Worst error of `actual` against `expected`, tensor by tensor (same names, same order),
+/// each relative to its expected tensor's largest |value| floored at `floor` (so tensors
+/// that are mathematically near zero do not compare rounding noise with rounding noise):
+/// `(error, name)`.
+pub fn worst_error(
+    actual: &[(String, Vec<f32>)],
+    expected: &[(String, Vec<f32>)],
+    floor: f32,
+) -> (f32, String) {
+    assert_eq!(actual.len(), expected.len(), "tensor counts differ");
+    let mut worst = (0f32, String::new());
+    for ((path, a), (path_e, e)) in actual.iter().zip(expected) {
+        assert_eq!(path, path_e);
+        let scale = e.iter().fold(0f32, |m, v| m.max(v.abs())).max(floor);
+        let err = max_abs_err(a, e) / scale;
+        // A NaN error is the worst.
+        if err.is_nan() || err > worst.0 {
+            worst = (err, path.clone());
+        }
+    }
+    worst
+}
+
 /// max |a − b| (NaN on either side counts as infinite).
 pub fn max_abs_err(actual: &[f32], expected: &[f32]) -> f32 {
     assert_eq!(actual.len(), expected.len(), "lengths differ");

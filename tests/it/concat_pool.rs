@@ -18,15 +18,7 @@ const TOL: f32 = 1e-5;
 /// A deterministic pseudo-random input with controlled ties and NaNs.
 fn input(shape: [usize; 4], ties: bool, nan_at: Option<usize>) -> Vec<f32> {
     let len: usize = shape.iter().product();
-    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ len as u64;
-    let mut v: Vec<f32> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect();
+    let mut v = xorshift_values(len, 0x9E37_79B9_7F4A_7C15u64 ^ len as u64);
     if ties {
         // Quantise so that each plane has repeated maxima.
         v.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0);
@@ -223,22 +215,8 @@ fn densenet_training_step_gradients_match_the_reference_path_wgpu() {
     // model: gradients that are mathematically zero (norm5's beta only shifts what the head's
     // train-mode BatchNorm re-centres) are rounding noise (1e-8…1e-6 here) on both paths, and
     // a ratio of two noises means nothing.
-    let global = reference
-        .iter()
-        .flat_map(|(_, g)| g.iter())
-        .fold(0f32, |m, v| m.max(v.abs()));
-    let mut worst = 0f32;
-    for ((path, a), (path_r, b)) in fused.iter().zip(&reference) {
-        assert_eq!(path, path_r);
-        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(0.1 * global);
-        let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        let err = diff / scale;
-        worst = worst.max(err);
-        assert!(
-            err <= 1e-4,
-            "{path}: gradient error {err:e} (max |diff| {diff:e}, scale {scale:e})"
-        );
-    }
+    let (worst, at) = worst_error(&fused, &reference, 0.1 * global_max(&reference));
+    assert!(worst <= 1e-4, "{at}: gradient error {worst:e}");
     println!(
         "DenseNet step on wgpu: worst parameter-gradient relative error fused vs reference {worst:.1e}"
     );

@@ -22,6 +22,7 @@ pub mod augment;
 pub mod batch_norm;
 pub mod concat_pool;
 pub mod conv;
+mod flex;
 pub mod pool;
 pub mod profile;
 mod simd;

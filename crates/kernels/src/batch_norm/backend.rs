@@ -2,6 +2,7 @@
 //! autodiff.
 
 use super::cpu::{self, Dims};
+use crate::flex::{slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -10,7 +11,6 @@ use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, TensorData};
 
 /// BatchNorm with given statistics, optionally followed by ReLU. Implemented for Flex
 /// (and autodiff over it) only: call it through [`super::batch_norm`], which routes other
@@ -44,28 +44,17 @@ pub struct BnOptions {
     pub batch_stats: bool,
 }
 
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("f32").to_vec()),
-    }
-}
-
 fn dims(x: &FlexTensor) -> Dims {
     let [n, c, h, w] = x.shape().dims::<4>();
     Dims { n, c, p: h * w }
 }
 
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape))
-}
-
 impl BatchNormBackend for Flex {
     fn bn_stats_cpu(x: FlexTensor) -> FlexTensor {
-        let d = dims(&x);
+        let (d, x) = (dims(&x), x.to_contiguous());
         crate::profile::timed(
             || "batchnorm statistics".into(),
-            || tensor(cpu::stats(d, &values(&x)), Shape::new([2 * d.c])),
+            || tensor(cpu::stats(d, slice(&x)), [2 * d.c]),
         )
     }
 
@@ -76,6 +65,7 @@ impl BatchNormBackend for Flex {
         stats: FlexTensor,
         options: BnOptions,
     ) -> FlexTensor {
+        let [x, gamma, beta, stats] = [x, gamma, beta, stats].map(|t| t.to_contiguous());
         let shape = x.shape();
         let what = || {
             format!(
@@ -86,10 +76,10 @@ impl BatchNormBackend for Flex {
         let y = crate::profile::timed(what, || {
             cpu::forward(
                 dims(&x),
-                &values(&x),
-                &values(&stats),
-                &values(&gamma),
-                &values(&beta),
+                slice(&x),
+                slice(&stats),
+                slice(&gamma),
+                slice(&beta),
                 options.epsilon,
                 options.relu,
             )
@@ -128,6 +118,8 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
                 let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
                 let gamma: FlexTensor = checkpointer.retrieve_node_output(gamma_state);
                 let beta: FlexTensor = checkpointer.retrieve_node_output(beta_state);
+                let [x, grad, stats, gamma, beta] =
+                    [x, grad, stats, gamma, beta].map(|t| t.to_contiguous());
                 let shape = x.shape();
                 let c = shape[1];
                 let what = || {
@@ -139,11 +131,11 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
                 let (dx, dgamma, dbeta) = crate::profile::timed(what, || {
                     cpu::backward(
                         dims(&x),
-                        &values(&x),
-                        &values(&grad),
-                        &values(&stats),
-                        &values(&gamma),
-                        &values(&beta),
+                        slice(&x),
+                        slice(&grad),
+                        slice(&stats),
+                        slice(&gamma),
+                        slice(&beta),
                         options.epsilon,
                         options.relu,
                         options.batch_stats,
@@ -153,10 +145,10 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
                     grads.register::<Flex>(node.id, tensor(dx, shape));
                 }
                 if let Some(node) = node_gamma {
-                    grads.register::<Flex>(node.id, tensor(dgamma, Shape::new([c])));
+                    grads.register::<Flex>(node.id, tensor(dgamma, [c]));
                 }
                 if let Some(node) = node_beta {
-                    grads.register::<Flex>(node.id, tensor(dbeta, Shape::new([c])));
+                    grads.register::<Flex>(node.id, tensor(dbeta, [c]));
                 }
             }
         }

@@ -4,6 +4,7 @@
 //! gradient).
 
 use super::cpu::{self, Geometry};
+use crate::flex::{slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -13,8 +14,8 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, TensorData};
 
 /// A convolution without bias whose backward pass is petal's. Implemented for Flex only:
 /// call it through [`super::conv2d`], which routes other devices to Burn's `conv2d`.
@@ -77,15 +78,6 @@ fn f32_geometry(x: &FlexTensor, w: &FlexTensor, options: &ConvOptions<2>) -> Opt
     (x.dtype() == DType::F32 && w.dtype() == DType::F32)
         .then(|| geometry(&x.shape().dims::<4>(), &w.shape().dims::<4>(), options))
         .flatten()
-}
-
-fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor (made contiguous by the caller)")
-}
-
-fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, Shape::new(shape)))
 }
 
 impl ConvBackend for Flex {
