@@ -104,9 +104,13 @@ run petal-augment "$BIN" bench augment --device "$PETAL_DEVICE" --batch-size "$A
 run petal-augment-mixed "$BIN" bench augment --device "$PETAL_DEVICE" --batch-size "$AUG_BATCH" \
     --size "$AUG_SIZE" --mixup 0.2 --cutmix 1.0 --json
 for p in $PRECISIONS; do
+    # f32 also alternates with Burn's BatchNorm (petal's WGSL BatchNorm kernels are f32):
+    # step time and dispatches per step, both ways, from the same run.
+    compare=()
+    [ "$p" = f32 ] && compare=(--compare-conv)
     run "petal-train-step-$p" "$BIN" bench train-step --arch "$ARCH" --image-size "$SIZE" \
         --batch "$BATCH" --precision "$p" --device "$PETAL_DEVICE" --runs "$RUNS" \
-        --warmup "$WARMUP" --breakdown --json
+        --warmup "$WARMUP" --breakdown "${compare[@]}" --json
 done
 for m in $TORCH_MODES; do
     case $m in

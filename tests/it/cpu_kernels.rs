@@ -1,16 +1,20 @@
-//! petal's CPU kernels (convolution, BatchNorm + ReLU) against Burn's own ops — the
-//! stock-op references — value and gradient, on Flex (where they run) and on wgpu (where
-//! the public functions must be exactly the reference); and a whole DenseNet / ResNet
-//! training step whose parameter gradients and BatchNorm statistics must match the step
-//! with the kernels switched off.
+//! petal's convolution and BatchNorm + ReLU kernels against Burn's own ops — the stock-op
+//! references — value and gradient: the CPU kernels on Flex, the WGSL BatchNorm kernels on
+//! wgpu (where convolution, and BatchNorm with the kernels off, must be exactly the
+//! reference), with their dispatch count; and a whole DenseNet / ResNet training step whose
+//! parameter gradients and BatchNorm statistics must match the step with the kernels
+//! switched off.
 
 use crate::common::*;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
-use petal::kernels::batch_norm::{Stats, batch_norm, batch_norm_reference};
+use petal::kernels::batch_norm::{
+    Stats, batch_norm, batch_norm_reference, set_gpu_kernels, uses_gpu_kernels,
+};
 use petal::kernels::conv::{conv2d, conv2d_reference, set_cpu_kernels, uses_cpu_kernels};
+use petal::kernels::dispatch::count_dispatches;
 use petal::models::head::PoolOrder;
 use petal::models::{BackboneConfig, ClassifierConfig, HeadConfig};
 
@@ -219,20 +223,21 @@ fn bn_grads(
     v
 }
 
-#[test]
-fn batch_norm_relu_matches_burns_ops_value_and_gradients_flex() {
-    let device = flex().autodiff();
+/// petal's BatchNorm (+ReLU) vs Burn's ops on `device`, every shape, both kinds of
+/// statistics, with and without ReLU: output, the three gradients and the batch statistics
+/// within `tol` (relative to each tensor's scale).
+fn batch_norm_matches_burns_ops(device: &Device, tol: f32) {
     for shape in [[4, 5, 7, 6], [3, 16, 1, 1], [70, 3, 16, 16], [2, 40, 2, 2]] {
         for running in [false, true] {
             for relu in [false, true] {
-                let petal = bn_grads(shape, &device, true, running, relu);
-                let reference = bn_grads(shape, &device, false, running, relu);
+                let petal = bn_grads(shape, device, true, running, relu);
+                let reference = bn_grads(shape, device, false, running, relu);
                 assert_eq!(petal.len(), reference.len());
                 let names = ["output", "dx", "dgamma", "dbeta", "mean", "variance"];
                 for ((a, b), what) in petal.iter().zip(&reference).zip(names) {
                     let err = rel(a, b);
                     assert!(
-                        err <= 2e-5,
+                        err <= tol,
                         "{what} of {shape:?} running {running} relu {relu}: error {err:e}"
                     );
                 }
@@ -242,17 +247,66 @@ fn batch_norm_relu_matches_burns_ops_value_and_gradients_flex() {
 }
 
 #[test]
-fn batch_norm_statistics_by_hand_flex() {
-    // Channel 0 = {1, 2, 3, 6} (mean 3, biased variance 3.5), channel 1 = {-1, -1, -1, -1}.
-    let device = flex().autodiff();
+fn batch_norm_relu_matches_burns_ops_value_and_gradients_flex() {
+    batch_norm_matches_burns_ops(&flex().autodiff(), 2e-5);
+}
+
+#[test]
+fn batch_norm_relu_matches_burns_ops_value_and_gradients_wgpu() {
+    let device = wgpu().autodiff();
+    assert!(uses_gpu_kernels(&device, burn::tensor::DType::F32));
+    batch_norm_matches_burns_ops(&device, 2e-5);
+}
+
+/// Channels-last views (what Burn's convolutions return on wgpu) as `x` and as the output
+/// gradient: the WGSL kernels read them through their strides, and must agree with Burn's ops.
+#[test]
+fn batch_norm_reads_channels_last_views_wgpu() {
+    let device = wgpu().autodiff();
+    let (n, c, h, w) = (3, 5, 4, 6);
+    let run = |petal: bool| {
+        let x = t4([n, h, w, c], 21, &device).require_grad();
+        let gamma = t1(c, 22, &device).require_grad();
+        let beta = t1(c, 23, &device).require_grad();
+        let f = if petal {
+            batch_norm
+        } else {
+            batch_norm_reference
+        };
+        let xv = x.clone().permute([0, 3, 1, 2]);
+        let out = f(xv, gamma.clone(), beta.clone(), Stats::Batch, 1e-5, true);
+        // An output gradient that is itself a channels-last view.
+        let r = t4([n, h, w, c], 24, &device).permute([0, 3, 1, 2]);
+        let y = out.output * 1.0;
+        let grads = (y.clone() * r).sum().backward();
+        [
+            values(y.inner()),
+            values(x.grad(&grads).expect("dx")),
+            values(gamma.grad(&grads).expect("dgamma")),
+            values(beta.grad(&grads).expect("dbeta")),
+        ]
+    };
+    let (petal, reference) = (run(true), run(false));
+    for ((a, b), what) in petal
+        .iter()
+        .zip(&reference)
+        .zip(["output", "dx", "dgamma", "dbeta"])
+    {
+        let err = rel(a, b);
+        assert!(err <= 2e-5, "{what}: error {err:e}");
+    }
+}
+
+/// Channel 0 = {1, 2, 3, 6} (mean 3, biased variance 3.5), channel 1 = {-1, -1, -1, -1}.
+fn batch_norm_statistics_by_hand(device: &Device) {
     let x = Tensor::<4>::from_data(
         TensorData::new(vec![1., 2., -1., -1., 3., 6., -1., -1.], [2, 2, 1, 2]),
-        &device,
+        device,
     );
     let out = batch_norm(
         x,
-        Tensor::from_data([2.0, 1.0], &device),
-        Tensor::from_data([0.5, 0.0], &device),
+        Tensor::from_data([2.0, 1.0], device),
+        Tensor::from_data([0.5, 0.0], device),
         Stats::Batch,
         0.0,
         true,
@@ -273,13 +327,89 @@ fn batch_norm_statistics_by_hand_flex() {
 }
 
 #[test]
-fn batch_norm_is_burns_on_wgpu() {
+fn batch_norm_statistics_by_hand_flex() {
+    batch_norm_statistics_by_hand(&flex().autodiff());
+}
+
+#[test]
+fn batch_norm_statistics_by_hand_wgpu() {
+    batch_norm_statistics_by_hand(&wgpu().autodiff());
+}
+
+#[test]
+fn batch_norm_with_the_kernels_off_is_burns_on_wgpu() {
     let device = wgpu().autodiff();
+    set_gpu_kernels(false);
     for running in [false, true] {
         let petal = bn_grads([2, 3, 5, 4], &device, true, running, true);
         let reference = bn_grads([2, 3, 5, 4], &device, false, running, true);
-        assert_eq!(petal, reference, "batch_norm on wgpu is Burn's ops");
+        assert_eq!(
+            petal, reference,
+            "batch_norm with the kernels off is Burn's ops"
+        );
     }
+    set_gpu_kernels(true);
+}
+
+/// A training BatchNorm+ReLU on wgpu is two kernels forward (statistics; normalise +
+/// ReLU) and two backward (channel sums; input gradient), and none of Burn's reductions
+/// (Burn's ops: about seventeen dispatches for the pair).
+#[test]
+fn batch_norm_training_layer_is_four_dispatches_wgpu() {
+    // The launch observer is process-wide, and other tests may run GPU work meanwhile: an
+    // attempt counts when it saw exactly this layer's kernels. A path that issued other
+    // kernels fails every attempt.
+    let mut last = String::new();
+    for _ in 0..10 {
+        match batch_norm_dispatches() {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+    }
+    panic!("{last}");
+}
+
+fn batch_norm_dispatches() -> Result<(), String> {
+    let device = wgpu().autodiff();
+    let sync = || device.sync().expect("sync");
+    let (c, shape) = (6, [3, 6, 5, 4]);
+    let x = t4(shape, 1, &device).require_grad();
+    let gamma = t1(c, 2, &device).require_grad();
+    let beta = t1(c, 3, &device).require_grad();
+    let r = t4(shape, 4, &device);
+    sync();
+    let (y, forward) = count_dispatches(|| {
+        let out = batch_norm(
+            x.clone(),
+            gamma.clone(),
+            beta.clone(),
+            Stats::Batch,
+            1e-5,
+            true,
+        );
+        sync();
+        out.output
+    });
+    // Besides the two kernels, at most the two views of the statistics that feed the
+    // running-statistics update.
+    let kernels = forward.of("BatchNorm");
+    if kernels != 2 || forward.by_kind().contains_key("reduce") || forward.total() > 4 {
+        return Err(format!("forward: {:?}", forward.by_kernel));
+    }
+    let loss = (y * r).sum();
+    sync();
+    let (grads, backward) = count_dispatches(|| {
+        let grads = loss.backward();
+        sync();
+        grads
+    });
+    if backward.of("BatchNorm") != 2 || backward.by_kind().contains_key("reduce") {
+        return Err(format!("backward: {:?}", backward.by_kernel));
+    }
+    let dgamma = values(gamma.grad(&grads).expect("dgamma"));
+    let dbeta = values(beta.grad(&grads).expect("dbeta"));
+    assert_eq!((dgamma.len(), dbeta.len()), (c, c));
+    Ok(())
 }
 
 /// How [`step`] runs: petal's CPU kernels in f32, Burn's ops in f32, Burn's ops in f64.

@@ -8,7 +8,7 @@
 //! | op | public function | reference | kernel |
 //! |---|---|---|---|
 //! | concat-pool (avg ‖ max over H×W) | [`concat_pool::concat_pool`] | [`concat_pool::concat_pool_reference`] | `concat_pool_{common,forward,backward}.wgsl` |
-//! | BatchNorm (+ ReLU), training and inference (statistics in one pass per channel, normalise + ReLU in one, backward in two) — **CPU (Flex)** | [`batch_norm::batch_norm`] | [`batch_norm::batch_norm_reference`] (Burn's `batch_norm_train` / `batch_norm`, `relu`) | Rust, `batch_norm/cpu.rs` |
+//! | BatchNorm (+ ReLU), training and inference (statistics in one pass per channel, normalise + ReLU in one, backward in two) — **CPU (Flex)**, and **wgpu** (f32, training: four dispatches per layer) | [`batch_norm::batch_norm`] | [`batch_norm::batch_norm_reference`] (Burn's `batch_norm_train` / `batch_norm`, `relu`) | Rust, `batch_norm/cpu.rs`; `batch_norm_{common,stats,forward,backward_sums,backward_input}.wgsl` |
 //! | 2-D convolution (forward, input and weight gradients: im2col + one gemm per chunk of samples; depthwise as direct loops) — **CPU (Flex)** | [`conv::conv2d`] | [`conv::conv2d_reference`] (Burn's `conv2d`) | Rust, `conv/cpu.rs` |
 //! | fused augmentation (uint8 images → normalised NCHW: crop, rotation, flip, colour jitter, normalise) | [`augment::augment_batch`] | [`augment::augment_reference`] (CPU, rayon; not stock ops) and [`augment::augment_stock`] (stock ops, the bench baseline) | `augment.wgsl` |
 //!
@@ -16,12 +16,15 @@
 //! picked at run time (`simd`); [`pool::on_cpu_pool`] runs a CPU training step on rayon's
 //! pool; [`profile`] times the CPU kernels per op kind (`bench train-step --profile-ops`);
 //! `PETAL_CPU_KERNELS=0` (or [`conv::set_cpu_kernels`]) falls back to Burn's ops.
+//! [`dispatch`] counts (and times) the GPU kernel launches of a piece of work
+//! (`bench train-step`'s `dispatches_per_step`).
 #![warn(missing_docs)]
 
 pub mod augment;
 pub mod batch_norm;
 pub mod concat_pool;
 pub mod conv;
+pub mod dispatch;
 mod flex;
 pub mod pool;
 pub mod profile;

@@ -6,7 +6,10 @@ use anyhow::{Result, bail};
 use burn::prelude::*;
 use clap::Args;
 use petal_core::device::{DeviceChoice, select_device};
+use petal_kernels::dispatch::{DispatchCount, DispatchWatch};
 use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Arguments of `petal bench train-step`.
@@ -50,9 +53,9 @@ pub struct TrainStepArgs {
     /// backend), alternating step by step with the default; with `--breakdown`, its phases too.
     #[arg(long)]
     compare_adamw: bool,
-    /// Also time the step with Burn's own convolutions and BatchNorm instead of petal's CPU
-    /// kernels (Flex), alternating step by step with the default; with `--breakdown`, its
-    /// phases too.
+    /// Also time the step with Burn's own convolutions and BatchNorm instead of petal's
+    /// kernels (the CPU kernels on Flex, the WGSL BatchNorm on wgpu), alternating step by
+    /// step with the default; with `--breakdown`, its phases too; on wgpu, its dispatch count.
     #[arg(long)]
     compare_conv: bool,
     /// Also time the step run from the calling thread instead of on rayon's pool
@@ -62,7 +65,8 @@ pub struct TrainStepArgs {
     /// Also run the timed steps again with petal's CPU kernels timing themselves, and
     /// report milliseconds per step by op kind and pass (convolutions by kernel / stride /
     /// groups, BatchNorm); the rest of the step is everything else (concatenation, pooling,
-    /// element-wise ops, the head, autodiff bookkeeping, the optimizer). Flex only.
+    /// element-wise ops, the head, autodiff bookkeeping, the optimizer). On wgpu: the device
+    /// time of each kernel (every launch timed, so the kernels run one at a time), by kernel.
     #[arg(long)]
     profile_ops: bool,
     /// Print one JSON object instead of a table.
@@ -113,6 +117,25 @@ struct TrainStepReport {
     /// `--breakdown` with Burn's own convolutions (`--compare-conv`).
     #[serde(skip_serializing_if = "Option::is_none")]
     breakdown_ms_stock_conv: Option<Breakdown>,
+    /// GPU kernel launches of one steady-state step (CubeCL's launch observer, after the
+    /// timed steps: autotune and compilation are done); `null` on Flex, which launches none.
+    dispatches_per_step: Option<u64>,
+    /// `dispatches_per_step` with Burn's own BatchNorm (`--compare-conv` on wgpu).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatches_per_step_stock_conv: Option<u64>,
+    /// `dispatches_per_step_stock_conv` by kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatches_by_kind_stock_conv: Option<BTreeMap<&'static str, u64>>,
+    /// `dispatches_per_step` by kind (`petal_kernels::dispatch::kernel_kind`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatches_by_kind: Option<BTreeMap<&'static str, u64>>,
+    /// A step with a device sync after each phase, its launches by phase and kind (the syncs
+    /// end fused chains at the phase borders, so these can add up to a little more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatches_by_phase: Option<BTreeMap<&'static str, BTreeMap<&'static str, u64>>>,
+    /// `dispatches_per_step` by kernel name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatches_by_kernel: Option<BTreeMap<String, u64>>,
     /// `--profile-ops`: time per step inside petal's CPU kernels, by op.
     #[serde(skip_serializing_if = "Option::is_none")]
     op_profile: Option<OpProfile>,
@@ -227,6 +250,8 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         grad_clip: None,
     };
     let mut epoch = 0u64;
+    // While dispatches are counted by phase: the watch, and a snapshot after each phase.
+    let phase_watch: Mutex<Option<(DispatchWatch, Vec<DispatchCount>)>> = Mutex::new(None);
     let mut run = |model: petal_core::Classifier, mode: Mode| {
         let stock = matches!(mode, Mode::StockAdamW | Mode::PhasesStockAdamW);
         let phases = matches!(
@@ -234,6 +259,10 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
             Mode::Phases | Mode::PhasesStockAdamW | Mode::PhasesStockConv
         );
         petal_kernels::conv::set_cpu_kernels(!matches!(
+            mode,
+            Mode::StockConv | Mode::PhasesStockConv
+        ));
+        petal_kernels::batch_norm::set_gpu_kernels(!matches!(
             mode,
             Mode::StockConv | Mode::PhasesStockConv
         ));
@@ -245,6 +274,9 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
             if phases {
                 sync(&device);
                 *b = t.elapsed().as_secs_f64() * 1e3;
+                if let Some((watch, snaps)) = phase_watch.lock().expect("watch").as_mut() {
+                    snaps.push(watch.snapshot());
+                }
                 t = Instant::now();
             }
         };
@@ -390,8 +422,69 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     };
     let breakdown_stock_conv = breakdowns.next();
     petal_kernels::conv::set_cpu_kernels(true);
+    petal_kernels::batch_norm::set_gpu_kernels(true);
     petal_kernels::pool::set_on_pool(true);
-    let op_profile = if args.profile_ops {
+    let mut dispatches = None;
+    let mut dispatches_stock = None;
+    let mut dispatches_by_phase = None;
+    if selected.is_wgpu {
+        eprintln!("  dispatch count: 2 steps…");
+        let watch = DispatchWatch::start();
+        let (m, _) = run(model.take().expect("model"), Mode::Step);
+        model = Some(m);
+        sync(&device);
+        dispatches = Some(watch.snapshot());
+        drop(watch);
+        if args.compare_conv {
+            let watch = DispatchWatch::start();
+            let (m, _) = run(model.take().expect("model"), Mode::StockConv);
+            model = Some(m);
+            sync(&device);
+            dispatches_stock = Some(watch.snapshot());
+        }
+        *phase_watch.lock().expect("watch") = Some((DispatchWatch::start(), Vec::new()));
+        let (m, _) = run(model.take().expect("model"), Mode::Phases);
+        model = Some(m);
+        let (_, snaps) = phase_watch.lock().expect("watch").take().expect("watch");
+        let mut by_phase = BTreeMap::new();
+        let mut earlier = DispatchCount::default();
+        let names = ["1_augment", "2_forward_loss", "3_backward", "4_optimizer"];
+        for (name, snap) in names.into_iter().zip(snaps) {
+            by_phase.insert(name, snap.since(&earlier).by_kind());
+            earlier = snap;
+        }
+        dispatches_by_phase = Some(by_phase);
+    }
+    let op_profile = if args.profile_ops && selected.is_wgpu {
+        // Each launch timed on the device (they run one at a time), by kernel.
+        eprintln!("  kernel profile: {} steps…", args.runs);
+        let watch = DispatchWatch::start_timed();
+        let t = Instant::now();
+        for _ in 0..args.runs {
+            let (m, _) = run(model.take().expect("model"), Mode::Step);
+            model = Some(m);
+        }
+        sync(&device);
+        let step_ms = t.elapsed().as_secs_f64() * 1e3 / args.runs as f64;
+        let count = watch.snapshot();
+        drop(watch);
+        let per_step = args.runs as f64;
+        let mut ops: Vec<OpTime> = count
+            .ms_by_kernel
+            .iter()
+            .map(|(name, ms)| OpTime {
+                op: name.clone(),
+                calls_per_step: count.by_kernel.get(name).copied().unwrap_or(0) as f64 / per_step,
+                ms_per_step: ms / per_step,
+            })
+            .collect();
+        ops.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
+        Some(OpProfile {
+            step_ms,
+            kernels_ms: ops.iter().map(|o| o.ms_per_step).sum(),
+            ops,
+        })
+    } else if args.profile_ops {
         eprintln!("  op profile: {} steps…", args.runs);
         petal_kernels::profile::start();
         let t = Instant::now();
@@ -455,6 +548,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         breakdown_ms: breakdown,
         breakdown_ms_stock_adamw: breakdown_stock,
         breakdown_ms_stock_conv: breakdown_stock_conv,
+        dispatches_per_step: dispatches.as_ref().map(DispatchCount::total),
+        dispatches_per_step_stock_conv: dispatches_stock.as_ref().map(DispatchCount::total),
+        dispatches_by_kind_stock_conv: dispatches_stock.as_ref().map(DispatchCount::by_kind),
+        dispatches_by_kind: dispatches.as_ref().map(DispatchCount::by_kind),
+        dispatches_by_phase,
+        dispatches_by_kernel: dispatches.map(|d| d.by_kernel),
         op_profile,
     };
     if args.json {
@@ -508,9 +607,16 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
                 );
             }
         }
+        if let (Some(n), Some(kinds)) = (report.dispatches_per_step, &report.dispatches_by_kind) {
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("  GPU dispatches per step: {n} ({})", kinds.join(", "));
+        }
+        if let Some(n) = report.dispatches_per_step_stock_conv {
+            println!("  GPU dispatches per step with Burn's BatchNorm: {n}");
+        }
         if let Some(p) = &report.op_profile {
             println!(
-                "  op profile (ms per step of {:.1} ms; {:.1} ms in petal's CPU kernels, {:.1} ms elsewhere):",
+                "  op profile (ms per step of {:.1} ms; {:.1} ms in the profiled kernels, {:.1} ms elsewhere):",
                 p.step_ms,
                 p.kernels_ms,
                 p.step_ms - p.kernels_ms

@@ -1,7 +1,8 @@
-//! BatchNorm (+ ReLU) as a Burn backend extension on Flex, with its own backward for
-//! autodiff.
+//! BatchNorm (+ ReLU) as a Burn backend extension on Flex and CubeCL (wgpu), with its own
+//! backward for autodiff.
 
 use super::cpu::{self, Dims};
+use super::gpu::{self, Settings};
 use crate::flex::{slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -10,38 +11,62 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
+use burn::backend::wgpu::{CubeBackend, CubeTensor};
 use burn::backend::{Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Slice};
 
-/// BatchNorm with given statistics, optionally followed by ReLU. Implemented for Flex
-/// (and autodiff over it) only: call it through [`super::batch_norm`], which routes other
-/// devices to Burn's ops.
-#[backend_extension(Autodiff, Flex)]
+/// BatchNorm with given statistics, optionally followed by ReLU: petal's CPU kernels on
+/// Flex, its WGSL kernels (f32) on CubeCL's wgpu runtime (also under Burn's fusion), and a
+/// custom backward for autodiff over either. Call it through [`super::batch_norm`], which
+/// routes other devices and dtypes to Burn's ops.
+#[backend_extension(Autodiff, Cube, Fusion, Flex)]
 pub trait BatchNormBackend: Backend {
     /// Per-channel mean and biased variance of `x [N, C, H, W]` as one `[2C]` tensor
     /// (means, then variances). Not differentiated.
-    fn bn_stats_cpu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    #[fusion(dtype = x, shape = Shape::new([2 * x[1]]))]
+    fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// `(x − mean) / sqrt(var + ε) · γ + β` (then ReLU when `relu`), `stats` as
-    /// [`bn_stats_cpu`](Self::bn_stats_cpu) gives them. Under autodiff, `batch_stats` says
-    /// the statistics are `x`'s own, so the input gradient flows through them too.
-    fn bn_cpu(
+    /// [`bn_stats`](Self::bn_stats) gives them. Under autodiff, `batch_stats` says the
+    /// statistics are `x`'s own, so the input gradient flows through them too.
+    #[fusion(dtype = x, shape = x)]
+    fn bn_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
-        options: BnOptions,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
     ) -> FloatTensor<Self>;
-}
 
-/// The scalar settings of [`BatchNormBackend::bn_cpu`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BnOptions {
-    /// ε added to the variance.
-    pub epsilon: f64,
-    /// ReLU after the affine transform.
-    pub relu: bool,
-    /// The statistics are the batch's own (training mode).
-    pub batch_stats: bool,
+    /// The backward pass's channel sums given the output gradient `grad`: `[2C]` = `Σg`
+    /// per channel (β's gradient), then `Σg·x̂` (γ's), `g` masked by the ReLU.
+    #[fusion(dtype = x, shape = Shape::new([2 * x[1]]))]
+    fn bn_backward_sums(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self>;
+
+    /// The input gradient given `grad` and the [`bn_backward_sums`](Self::bn_backward_sums).
+    #[fusion(dtype = x, shape = x)]
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward_input(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        sums: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
+    ) -> FloatTensor<Self>;
 }
 
 fn dims(x: &FlexTensor) -> Dims {
@@ -49,8 +74,12 @@ fn dims(x: &FlexTensor) -> Dims {
     Dims { n, c, p: h * w }
 }
 
+fn label(relu: bool, pass: &str) -> String {
+    format!("batchnorm{} {pass}", if relu { "+relu" } else { "" })
+}
+
 impl BatchNormBackend for Flex {
-    fn bn_stats_cpu(x: FlexTensor) -> FlexTensor {
+    fn bn_stats(x: FlexTensor) -> FlexTensor {
         let (d, x) = (dims(&x), x.to_contiguous());
         crate::profile::timed(
             || "batchnorm statistics".into(),
@@ -58,53 +87,181 @@ impl BatchNormBackend for Flex {
         )
     }
 
-    fn bn_cpu(
+    fn bn_forward(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
         stats: FlexTensor,
-        options: BnOptions,
+        epsilon: f64,
+        relu: bool,
+        _batch_stats: bool,
     ) -> FlexTensor {
         let [x, gamma, beta, stats] = [x, gamma, beta, stats].map(|t| t.to_contiguous());
         let shape = x.shape();
-        let what = || {
-            format!(
-                "batchnorm{} forward",
-                if options.relu { "+relu" } else { "" }
-            )
-        };
-        let y = crate::profile::timed(what, || {
-            cpu::forward(
-                dims(&x),
-                slice(&x),
-                slice(&stats),
-                slice(&gamma),
-                slice(&beta),
-                options.epsilon,
-                options.relu,
-            )
-        });
+        let y = crate::profile::timed(
+            || label(relu, "forward"),
+            || {
+                cpu::forward(
+                    dims(&x),
+                    slice(&x),
+                    slice(&stats),
+                    slice(&gamma),
+                    slice(&beta),
+                    epsilon,
+                    relu,
+                )
+            },
+        );
         tensor(y, shape)
+    }
+
+    fn bn_backward_sums(
+        x: FlexTensor,
+        grad: FlexTensor,
+        stats: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        let [x, grad, stats, gamma, beta] =
+            [x, grad, stats, gamma, beta].map(|t| t.to_contiguous());
+        let d = dims(&x);
+        let sums = crate::profile::timed(
+            || label(relu, "backward"),
+            || {
+                cpu::backward_sums(
+                    d,
+                    slice(&x),
+                    slice(&grad),
+                    slice(&stats),
+                    slice(&gamma),
+                    slice(&beta),
+                    epsilon,
+                    relu,
+                )
+            },
+        );
+        tensor(sums, [2 * d.c])
+    }
+
+    fn bn_backward_input(
+        x: FlexTensor,
+        grad: FlexTensor,
+        stats: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        sums: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
+    ) -> FlexTensor {
+        let [x, grad, stats, gamma, beta, sums] =
+            [x, grad, stats, gamma, beta, sums].map(|t| t.to_contiguous());
+        let shape = x.shape();
+        let dx = crate::profile::timed(
+            || label(relu, "backward"),
+            || {
+                cpu::backward_input(
+                    dims(&x),
+                    slice(&x),
+                    slice(&grad),
+                    slice(&stats),
+                    slice(&gamma),
+                    slice(&beta),
+                    slice(&sums),
+                    epsilon,
+                    relu,
+                    batch_stats,
+                )
+            },
+        );
+        tensor(dx, shape)
     }
 }
 
-impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
-    fn bn_stats_cpu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        <FloatTensor<Self>>::new(Flex::bn_stats_cpu(x.into_primitive()))
+impl BatchNormBackend for CubeBackend {
+    fn bn_stats(x: CubeTensor) -> CubeTensor {
+        gpu::stats(x)
     }
 
-    fn bn_cpu(
+    fn bn_forward(
+        x: CubeTensor,
+        gamma: CubeTensor,
+        beta: CubeTensor,
+        stats: CubeTensor,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
+    ) -> CubeTensor {
+        let s = Settings {
+            epsilon,
+            relu,
+            batch_stats,
+        };
+        gpu::forward(x, gamma, beta, stats, s)
+    }
+
+    fn bn_backward_sums(
+        x: CubeTensor,
+        grad: CubeTensor,
+        stats: CubeTensor,
+        gamma: CubeTensor,
+        beta: CubeTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> CubeTensor {
+        let s = Settings {
+            epsilon,
+            relu,
+            batch_stats: true,
+        };
+        gpu::backward_sums(x, grad, stats, gamma, beta, s)
+    }
+
+    fn bn_backward_input(
+        x: CubeTensor,
+        grad: CubeTensor,
+        stats: CubeTensor,
+        gamma: CubeTensor,
+        beta: CubeTensor,
+        sums: CubeTensor,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
+    ) -> CubeTensor {
+        let s = Settings {
+            epsilon,
+            relu,
+            batch_stats,
+        };
+        gpu::backward_input(x, grad, stats, gamma, beta, sums, s)
+    }
+}
+
+/// What the backward pass keeps: the checkpointed `x`, `γ`, `β`, the statistics and the
+/// settings.
+type BnState<B> = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, bool, bool);
+
+impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B, C> {
+    fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::bn_stats(x.into_primitive()))
+    }
+
+    fn bn_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
-        options: BnOptions,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct BnBackward;
 
-        impl Backward<Flex, 3> for BnBackward {
-            type State = (NodeId, NodeId, NodeId, FlexTensor, BnOptions);
+        impl<B: BatchNormBackend> Backward<B, 3> for BnBackward {
+            type State = BnState<B>;
 
             fn backward(
                 self,
@@ -113,42 +270,45 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
                 checkpointer: &mut Checkpointer,
             ) {
                 let [node_x, node_gamma, node_beta] = ops.parents;
-                let grad: FlexTensor = grads.consume::<Flex>(&ops.node);
-                let (x_state, gamma_state, beta_state, stats, options) = ops.state;
-                let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
-                let gamma: FlexTensor = checkpointer.retrieve_node_output(gamma_state);
-                let beta: FlexTensor = checkpointer.retrieve_node_output(beta_state);
-                let [x, grad, stats, gamma, beta] =
-                    [x, grad, stats, gamma, beta].map(|t| t.to_contiguous());
-                let shape = x.shape();
-                let c = shape[1];
-                let what = || {
-                    format!(
-                        "batchnorm{} backward",
-                        if options.relu { "+relu" } else { "" }
-                    )
-                };
-                let (dx, dgamma, dbeta) = crate::profile::timed(what, || {
-                    cpu::backward(
-                        dims(&x),
-                        slice(&x),
-                        slice(&grad),
-                        slice(&stats),
-                        slice(&gamma),
-                        slice(&beta),
-                        options.epsilon,
-                        options.relu,
-                        options.batch_stats,
-                    )
-                });
-                if let Some(node) = node_x {
-                    grads.register::<Flex>(node.id, tensor(dx, shape));
-                }
+                let grad: FloatTensor<B> = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, beta_state, stats, epsilon, relu, batch_stats) =
+                    ops.state;
+                let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_state);
+                let gamma: FloatTensor<B> = checkpointer.retrieve_node_output(gamma_state);
+                let beta: FloatTensor<B> = checkpointer.retrieve_node_output(beta_state);
+                let c = x.shape()[1];
+                let sums = B::bn_backward_sums(
+                    x.clone(),
+                    grad.clone(),
+                    stats.clone(),
+                    gamma.clone(),
+                    beta.clone(),
+                    epsilon,
+                    relu,
+                );
                 if let Some(node) = node_gamma {
-                    grads.register::<Flex>(node.id, tensor(dgamma, [c]));
+                    grads.register::<B>(
+                        node.id,
+                        B::float_slice(sums.clone(), &[Slice::from(c..2 * c)]),
+                    );
                 }
                 if let Some(node) = node_beta {
-                    grads.register::<Flex>(node.id, tensor(dbeta, [c]));
+                    grads
+                        .register::<B>(node.id, B::float_slice(sums.clone(), &[Slice::from(0..c)]));
+                }
+                if let Some(node) = node_x {
+                    let dx = B::bn_backward_input(
+                        x,
+                        grad,
+                        stats,
+                        gamma,
+                        beta,
+                        sums,
+                        epsilon,
+                        relu,
+                        batch_stats,
+                    );
+                    grads.register::<B>(node.id, dx);
                 }
             }
         }
@@ -163,22 +323,81 @@ impl<C: CheckpointStrategy> BatchNormBackend for Autodiff<Flex, C> {
                 let x_state = prep.checkpoint(&x);
                 let gamma_state = prep.checkpoint(&gamma);
                 let beta_state = prep.checkpoint(&beta);
-                let y = Flex::bn_cpu(
+                let y = B::bn_forward(
                     x.into_primitive(),
                     gamma.into_primitive(),
                     beta.into_primitive(),
                     stats.clone(),
-                    options,
+                    epsilon,
+                    relu,
+                    batch_stats,
                 );
-                prep.finish((x_state, gamma_state, beta_state, stats, options), y)
+                let state = (
+                    x_state,
+                    gamma_state,
+                    beta_state,
+                    stats,
+                    epsilon,
+                    relu,
+                    batch_stats,
+                );
+                prep.finish(state, y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::bn_cpu(
+            OpsKind::UnTracked(prep) => prep.finish(B::bn_forward(
                 x.into_primitive(),
                 gamma.into_primitive(),
                 beta.into_primitive(),
                 stats,
-                options,
+                epsilon,
+                relu,
+                batch_stats,
             )),
         }
+    }
+
+    fn bn_backward_sums(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self> {
+        // Gradients of the gradient are not supported: the result is a constant.
+        <FloatTensor<Self>>::new(B::bn_backward_sums(
+            x.into_primitive(),
+            grad.into_primitive(),
+            stats.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            epsilon,
+            relu,
+        ))
+    }
+
+    fn bn_backward_input(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        sums: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+        batch_stats: bool,
+    ) -> FloatTensor<Self> {
+        // Gradients of the gradient are not supported: the result is a constant.
+        <FloatTensor<Self>>::new(B::bn_backward_input(
+            x.into_primitive(),
+            grad.into_primitive(),
+            stats.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            sums.into_primitive(),
+            epsilon,
+            relu,
+            batch_stats,
+        ))
     }
 }

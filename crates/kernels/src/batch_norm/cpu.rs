@@ -197,13 +197,11 @@ pub fn forward(
     y
 }
 
-/// Gradients of [`forward`] given the output gradient `dy`: `(dx, dγ, dβ)`.
-///
-/// `batch_stats`: the statistics were the batch's own (training), so `dx` includes their
-/// dependence on `x`: `dx = γ/σ · (g − Σg/M − x̂·Σg·x̂/M)`, `g` the output gradient
-/// masked by the ReLU. Otherwise (running statistics) `dx = γ/σ · g`.
+/// The two channel sums of the backward pass of [`forward`] given the output gradient `dy`:
+/// `[Σg_0 … Σg_C−1, Σg·x̂_0 … Σg·x̂_C−1]`, `g` the output gradient masked by the ReLU and
+/// `x̂ = (x − mean)/σ`. They are β's and γ's gradients, and [`backward_input`] needs them.
 #[allow(clippy::too_many_arguments)]
-pub fn backward(
+pub fn backward_sums(
     d: Dims,
     x: &[f32],
     dy: &[f32],
@@ -212,9 +210,7 @@ pub fn backward(
     beta: &[f32],
     eps: f64,
     relu: bool,
-    batch_stats: bool,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    // Σg and Σg·x̂ per channel.
+) -> Vec<f32> {
     let sums: Vec<(f32, f32)> = (0..d.c)
         .into_par_iter()
         .with_min_len(d.channels_per_task())
@@ -229,6 +225,31 @@ pub fn backward(
             (sg as f32, sgx as f32)
         })
         .collect();
+    sums.iter()
+        .map(|s| s.0)
+        .chain(sums.iter().map(|s| s.1))
+        .collect()
+}
+
+/// The input gradient of [`forward`] given the output gradient `dy` and the
+/// [`backward_sums`].
+///
+/// `batch_stats`: the statistics were the batch's own (training), so `dx` includes their
+/// dependence on `x`: `dx = γ/σ · (g − Σg/M − x̂·Σg·x̂/M)`, `g` the output gradient
+/// masked by the ReLU. Otherwise (running statistics) `dx = γ/σ · g`.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_input(
+    d: Dims,
+    x: &[f32],
+    dy: &[f32],
+    stats: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    sums: &[f32],
+    eps: f64,
+    relu: bool,
+    batch_stats: bool,
+) -> Vec<f32> {
     let m = (d.n * d.p) as f32;
     let mut dx = vec![0.0; x.len()];
     dx.par_chunks_mut(d.p)
@@ -238,14 +259,12 @@ pub fn backward(
             let c = idx % d.c;
             let k = channel(stats, gamma, beta, eps, c);
             let (mg, mgx) = if batch_stats {
-                (sums[c].0 / m, sums[c].1 / m)
+                (sums[c] / m, sums[d.c + c] / m)
             } else {
                 (0.0, 0.0)
             };
             let (xs, gs) = (&x[idx * d.p..][..d.p], &dy[idx * d.p..][..d.p]);
             dx_plane(out, xs, gs, k, relu, mg, mgx);
         });
-    let dgamma = sums.iter().map(|s| s.1).collect();
-    let dbeta = sums.iter().map(|s| s.0).collect();
-    (dx, dgamma, dbeta)
+    dx
 }

@@ -1,4 +1,5 @@
-//! BatchNorm (optionally fused with the ReLU after it) with petal's CPU kernels on Flex.
+//! BatchNorm (optionally fused with the ReLU after it) with petal's CPU kernels on Flex
+//! and its WGSL kernels on wgpu.
 //!
 //! Burn's Flex backend has no BatchNorm of its own: Burn's defaults compose it from tensor
 //! ops — in training, a transposing copy and a mean for the statistics, another copy and
@@ -7,14 +8,46 @@
 //! each followed by ReLU) those small passes and their allocations are a large share of a
 //! CPU step. [`batch_norm`] does the statistics in one pass per channel (f64 sums),
 //! normalise + affine + ReLU in one, and the backward pass in two (the channel sums, then
-//! `dx`), recomputing the ReLU mask instead of storing it. Off Flex, or for other dtypes,
-//! it is Burn's `batch_norm_train` / `batch_norm` and `relu` ([`batch_norm_reference`],
-//! also the tests' oracle).
+//! `dx`), recomputing the ReLU mask instead of storing it.
+//!
+//! On wgpu (f32, batch statistics: training) the same four passes are WGSL kernels, one
+//! dispatch each, where Burn's default issues about seventeen per layer (reductions,
+//! element-wise chains, transposing copies); a densenet121 step has 121 BatchNorms.
+//! Elsewhere — other devices and dtypes, running statistics on wgpu, or with
+//! [`set_gpu_kernels`]`(false)` — it is Burn's `batch_norm_train` / `batch_norm` and `relu`
+//! ([`batch_norm_reference`], also the tests' oracle).
 
 mod backend;
 pub mod cpu;
+mod gpu;
 
-pub use backend::{BatchNormBackend, BnOptions};
+use burn::backend::DispatchDevice;
+use burn::prelude::Device;
+use std::cell::Cell;
+
+thread_local! {
+    static GPU_KERNELS: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Turns the WGSL BatchNorm kernels on or off for this thread (on by default); off, wgpu
+/// devices run Burn's ops. For before/after measurements (`bench train-step
+/// --compare-conv`) and tests.
+pub fn set_gpu_kernels(enabled: bool) {
+    GPU_KERNELS.with(|k| k.set(enabled));
+}
+
+/// Whether [`batch_norm`] runs the WGSL kernels for a training BatchNorm of `dtype` on
+/// `device`.
+pub fn uses_gpu_kernels(device: &Device, dtype: DType) -> bool {
+    dtype == DType::F32
+        && GPU_KERNELS.with(Cell::get)
+        && matches!(
+            device.clone().inner().as_dispatch(),
+            DispatchDevice::Cube(_)
+        )
+}
+
+pub use backend::BatchNormBackend;
 
 use crate::conv::uses_cpu_kernels;
 use burn::backend::Dispatch;
@@ -67,8 +100,8 @@ pub fn batch_norm_reference(
 }
 
 /// BatchNorm over `[N, C, H, W]` with per-channel `gamma` / `beta`, then ReLU when
-/// `with_relu`: petal's CPU kernels on Flex with f32 (see the module docs), Burn's ops
-/// elsewhere. Differentiable with respect to `x`, `gamma` and `beta`.
+/// `with_relu`: petal's CPU kernels on Flex with f32, its WGSL kernels on wgpu with f32
+/// and batch statistics (see the module docs), Burn's ops elsewhere. Differentiable with respect to `x`, `gamma` and `beta`.
 pub fn batch_norm(
     x: Tensor<4>,
     gamma: Tensor<1>,
@@ -80,13 +113,16 @@ pub fn batch_norm(
     let f32s = [x.dtype(), gamma.dtype(), beta.dtype()]
         .iter()
         .all(|&d| d == DType::F32);
-    if !(f32s && uses_cpu_kernels(&x.device(), DType::F32)) {
+    let device = x.device();
+    let on_cpu = uses_cpu_kernels(&device, DType::F32);
+    let on_gpu = matches!(stats, Stats::Batch) && uses_gpu_kernels(&device, DType::F32);
+    if !(f32s && (on_cpu || on_gpu)) {
         return batch_norm_reference(x, gamma, beta, stats, epsilon, with_relu);
     }
     let c = x.dims()[1];
     let (stats, batch_stats) = match stats {
         Stats::Batch => {
-            let s = Tensor::<1>::from_dispatch(<Dispatch as BatchNormBackend>::bn_stats_cpu(
+            let s = Tensor::<1>::from_dispatch(<Dispatch as BatchNormBackend>::bn_stats(
                 x.clone().into_dispatch(),
             ));
             let split = (s.clone().narrow(0, 0, c), s.clone().narrow(0, c, c));
@@ -97,17 +133,14 @@ pub fn batch_norm(
             (Tensor::cat(vec![mean, var], 0), None)
         }
     };
-    let options = BnOptions {
-        epsilon,
-        relu: with_relu,
-        batch_stats: batch_stats.is_some(),
-    };
-    let output = Tensor::from_dispatch(<Dispatch as BatchNormBackend>::bn_cpu(
+    let output = Tensor::from_dispatch(<Dispatch as BatchNormBackend>::bn_forward(
         x.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
         stats.detach().into_dispatch(),
-        options,
+        epsilon,
+        with_relu,
+        batch_stats.is_some(),
     ));
     BatchNormOutput {
         output,

@@ -1,0 +1,28 @@
+// BatchNorm forward: out = (x − mean) / sqrt(var + ε) · γ + β, then ReLU when info[5] != 0.
+
+@group(0) @binding(0) var<storage, read_write> x_buf: array<f32>;
+@group(0) @binding(1) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<storage, read_write> gamma: array<f32>;
+@group(0) @binding(3) var<storage, read_write> beta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out_buf: array<f32>;
+@group(0) @binding(5) var<storage, read_write> info: array<u32>;
+
+@compute @workgroup_size(256, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = workgroup_index(wid) * WG + lid;
+    if (i >= info[0]) {
+        return;
+    }
+    let channels = info[2];
+    let d = decode(i);
+    let c = d.y;
+    let sigma = sqrt(stats[channels + c] + epsilon());
+    var y = affine(x_buf[offset(d.x, c, d.z, X)], stats[c], sigma, gamma[c], beta[c]);
+    if (info[5] != 0u) {
+        y = max(y, 0.0);
+    }
+    out_buf[i] = y;
+}
