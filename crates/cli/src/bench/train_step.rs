@@ -455,10 +455,17 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         }
         dispatches_by_phase = Some(by_phase);
     }
-    let op_profile = if args.profile_ops && selected.is_wgpu {
-        // Each launch timed on the device (they run one at a time), by kernel.
-        eprintln!("  kernel profile: {} steps…", args.runs);
-        let watch = DispatchWatch::start_timed();
+    let op_profile = if args.profile_ops {
+        // On wgpu each launch is timed on the device (they run one at a time), by kernel;
+        // on Flex petal's CPU kernels time themselves, by op kind and pass.
+        let watch = if selected.is_wgpu {
+            eprintln!("  kernel profile: {} steps…", args.runs);
+            Some(DispatchWatch::start_timed())
+        } else {
+            eprintln!("  op profile: {} steps…", args.runs);
+            petal_kernels::profile::start();
+            None
+        };
         let t = Instant::now();
         for _ in 0..args.runs {
             let (m, _) = run(model.take().expect("model"), Mode::Step);
@@ -466,40 +473,34 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         }
         sync(&device);
         let step_ms = t.elapsed().as_secs_f64() * 1e3 / args.runs as f64;
-        let count = watch.snapshot();
-        drop(watch);
+        // (op, calls, ms) over the profiled steps.
+        let totals: Vec<(String, u64, f64)> = match watch {
+            Some(watch) => {
+                let count = watch.snapshot();
+                count
+                    .ms_by_kernel
+                    .iter()
+                    .map(|(name, &ms)| {
+                        (
+                            name.clone(),
+                            count.by_kernel.get(name).copied().unwrap_or(0),
+                            ms,
+                        )
+                    })
+                    .collect()
+            }
+            None => petal_kernels::profile::stop()
+                .into_iter()
+                .map(|(op, calls, t)| (op, calls, t.as_secs_f64() * 1e3))
+                .collect(),
+        };
         let per_step = args.runs as f64;
-        let mut ops: Vec<OpTime> = count
-            .ms_by_kernel
-            .iter()
-            .map(|(name, ms)| OpTime {
-                op: name.clone(),
-                calls_per_step: count.by_kernel.get(name).copied().unwrap_or(0) as f64 / per_step,
-                ms_per_step: ms / per_step,
-            })
-            .collect();
-        ops.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));
-        Some(OpProfile {
-            step_ms,
-            kernels_ms: ops.iter().map(|o| o.ms_per_step).sum(),
-            ops,
-        })
-    } else if args.profile_ops {
-        eprintln!("  op profile: {} steps…", args.runs);
-        petal_kernels::profile::start();
-        let t = Instant::now();
-        for _ in 0..args.runs {
-            let (m, _) = run(model.take().expect("model"), Mode::Step);
-            model = Some(m);
-        }
-        let step_ms = t.elapsed().as_secs_f64() * 1e3 / args.runs as f64;
-        let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / args.runs as f64;
-        let mut ops: Vec<OpTime> = petal_kernels::profile::stop()
+        let mut ops: Vec<OpTime> = totals
             .into_iter()
-            .map(|(op, calls, t)| OpTime {
+            .map(|(op, calls, ms)| OpTime {
                 op,
-                calls_per_step: calls as f64 / args.runs as f64,
-                ms_per_step: per_step(t),
+                calls_per_step: calls as f64 / per_step,
+                ms_per_step: ms / per_step,
             })
             .collect();
         ops.sort_by(|a, b| b.ms_per_step.total_cmp(&a.ms_per_step));

@@ -157,22 +157,29 @@ crate::simd::simd_fn! {
 /// Per-channel mean and biased variance of `x`: `[mean_0, …, mean_C−1, var_0, …, var_C−1]`.
 pub fn stats(d: Dims, x: &[f32]) -> Vec<f32> {
     let count = (d.n * d.p) as f64;
-    let per: Vec<(f32, f32)> = (0..d.c)
+    per_channel_pair(d, |c| {
+        let sum: f64 = (0..d.n)
+            .map(|n| plane_moments(d.plane(x, n, c), None))
+            .sum();
+        let mean = sum / count;
+        let m = Some(mean as f32);
+        let sq: f64 = (0..d.n).map(|n| plane_moments(d.plane(x, n, c), m)).sum();
+        (mean as f32, (sq / count) as f32)
+    })
+}
+
+/// `f(c)` for every channel (in parallel), laid out as `[first_0 … first_C−1, second_0 …
+/// second_C−1]`: the `[2C]` layout of the statistics and of the backward pass's sums.
+fn per_channel_pair(d: Dims, f: impl Fn(usize) -> (f32, f32) + Sync + Send) -> Vec<f32> {
+    let pairs: Vec<(f32, f32)> = (0..d.c)
         .into_par_iter()
         .with_min_len(d.channels_per_task())
-        .map(|c| {
-            let sum: f64 = (0..d.n)
-                .map(|n| plane_moments(d.plane(x, n, c), None))
-                .sum();
-            let mean = sum / count;
-            let m = Some(mean as f32);
-            let sq: f64 = (0..d.n).map(|n| plane_moments(d.plane(x, n, c), m)).sum();
-            (mean as f32, (sq / count) as f32)
-        })
+        .map(f)
         .collect();
-    per.iter()
+    pairs
+        .iter()
         .map(|s| s.0)
-        .chain(per.iter().map(|s| s.1))
+        .chain(pairs.iter().map(|s| s.1))
         .collect()
 }
 
@@ -211,24 +218,16 @@ pub fn backward_sums(
     eps: f64,
     relu: bool,
 ) -> Vec<f32> {
-    let sums: Vec<(f32, f32)> = (0..d.c)
-        .into_par_iter()
-        .with_min_len(d.channels_per_task())
-        .map(|c| {
-            let k = channel(stats, gamma, beta, eps, c);
-            let (mut sg, mut sgx) = (0.0f64, 0.0f64);
-            for n in 0..d.n {
-                let (a, b) = plane_grad_sums(d.plane(x, n, c), d.plane(dy, n, c), k, relu);
-                sg += a;
-                sgx += b;
-            }
-            (sg as f32, sgx as f32)
-        })
-        .collect();
-    sums.iter()
-        .map(|s| s.0)
-        .chain(sums.iter().map(|s| s.1))
-        .collect()
+    per_channel_pair(d, |c| {
+        let k = channel(stats, gamma, beta, eps, c);
+        let (mut sg, mut sgx) = (0.0f64, 0.0f64);
+        for n in 0..d.n {
+            let (a, b) = plane_grad_sums(d.plane(x, n, c), d.plane(dy, n, c), k, relu);
+            sg += a;
+            sgx += b;
+        }
+        (sg as f32, sgx as f32)
+    })
 }
 
 /// The input gradient of [`forward`] given the output gradient `dy` and the
