@@ -2,7 +2,7 @@
 //! backward for autodiff.
 
 use super::cpu::{self, Dims};
-use super::gpu::{self, Settings};
+use super::gpu::{self, Pass, Settings};
 use crate::flex::{slice, tensor};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -182,7 +182,12 @@ impl BatchNormBackend for Flex {
 
 impl BatchNormBackend for CubeBackend {
     fn bn_stats(x: CubeTensor) -> CubeTensor {
-        gpu::stats(x)
+        let s = Settings {
+            epsilon: 0.0,
+            relu: false,
+            batch_stats: true,
+        };
+        gpu::run(Pass::Stats, vec![x], s)
     }
 
     fn bn_forward(
@@ -199,7 +204,7 @@ impl BatchNormBackend for CubeBackend {
             relu,
             batch_stats,
         };
-        gpu::forward(x, gamma, beta, stats, s)
+        gpu::run(Pass::Forward, vec![x, stats, gamma, beta], s)
     }
 
     fn bn_backward_sums(
@@ -216,7 +221,7 @@ impl BatchNormBackend for CubeBackend {
             relu,
             batch_stats: true,
         };
-        gpu::backward_sums(x, grad, stats, gamma, beta, s)
+        gpu::run(Pass::BackwardSums, vec![x, grad, stats, gamma, beta], s)
     }
 
     fn bn_backward_input(
@@ -235,7 +240,11 @@ impl BatchNormBackend for CubeBackend {
             relu,
             batch_stats,
         };
-        gpu::backward_input(x, grad, stats, gamma, beta, sums, s)
+        gpu::run(
+            Pass::BackwardInput,
+            vec![x, grad, stats, gamma, beta, sums],
+            s,
+        )
     }
 }
 

@@ -18,7 +18,7 @@ const COMMON: &str = include_str!("../../../../kernels/batch_norm_common.wgsl");
 
 /// Which kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Pass {
+pub(super) enum Pass {
     Stats,
     Forward,
     BackwardSums,
@@ -80,11 +80,12 @@ pub(super) struct Settings {
     pub(super) batch_stats: bool,
 }
 
-/// Launches `pass`: binds the `inputs` (`x [N, C, H, W]` first, then for the backward
-/// passes the output gradient, both read through their strides; the rest made contiguous),
-/// a new contiguous output of `out_shape` and the info buffer, in that order, as the WGSL
-/// sources declare them.
-fn run(pass: Pass, inputs: Vec<CubeTensor>, out_shape: Shape, s: Settings) -> CubeTensor {
+/// Launches `pass`: binds the `inputs` in the order its WGSL source declares them (`x
+/// [N, C, H, W]` first, then for the backward passes the output gradient, both read
+/// through their strides; the rest — statistics, γ, β, sums — made contiguous), a new
+/// contiguous output (`[2C]` for the per-channel passes, `x`'s shape otherwise) and the
+/// info buffer.
+pub(super) fn run(pass: Pass, inputs: Vec<CubeTensor>, s: Settings) -> CubeTensor {
     let strided = if pass == Pass::Stats || pass == Pass::Forward {
         1
     } else {
@@ -108,6 +109,11 @@ fn run(pass: Pass, inputs: Vec<CubeTensor>, out_shape: Shape, s: Settings) -> Cu
         "batch_norm: expected [N, C, H, W] with N·H·W > 0, got {dims:?}"
     );
     let (c, hw) = (dims[1], dims[2] * dims[3]);
+    let out_shape = if pass.per_channel() {
+        Shape::new([2 * c])
+    } else {
+        x.meta.shape().clone()
+    };
     let elements = x.meta.shape().num_elements();
     let groups = if pass.per_channel() {
         c
@@ -174,69 +180,4 @@ fn run(pass: Pass, inputs: Vec<CubeTensor>, out_shape: Shape, s: Settings) -> Cu
         KernelArguments::new().with_buffers(buffers),
     );
     out
-}
-
-fn stats_shape(x: &CubeTensor) -> Shape {
-    Shape::new([2 * x.meta.shape()[1]])
-}
-
-/// `[2C]`: per-channel means, then biased variances.
-pub(super) fn stats(x: CubeTensor) -> CubeTensor {
-    let shape = stats_shape(&x);
-    let s = Settings {
-        epsilon: 0.0,
-        relu: false,
-        batch_stats: true,
-    };
-    run(Pass::Stats, vec![x], shape, s)
-}
-
-/// The normalised, affine (and ReLU'd) `x`.
-pub(super) fn forward(
-    x: CubeTensor,
-    gamma: CubeTensor,
-    beta: CubeTensor,
-    stats: CubeTensor,
-    s: Settings,
-) -> CubeTensor {
-    let shape = x.meta.shape().clone();
-    run(Pass::Forward, vec![x, stats, gamma, beta], shape, s)
-}
-
-/// `[2C]`: `Σg` per channel, then `Σg·x̂`.
-pub(super) fn backward_sums(
-    x: CubeTensor,
-    grad: CubeTensor,
-    stats: CubeTensor,
-    gamma: CubeTensor,
-    beta: CubeTensor,
-    s: Settings,
-) -> CubeTensor {
-    let shape = stats_shape(&x);
-    run(
-        Pass::BackwardSums,
-        vec![x, grad, stats, gamma, beta],
-        shape,
-        s,
-    )
-}
-
-/// The input gradient.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward_input(
-    x: CubeTensor,
-    grad: CubeTensor,
-    stats: CubeTensor,
-    gamma: CubeTensor,
-    beta: CubeTensor,
-    sums: CubeTensor,
-    s: Settings,
-) -> CubeTensor {
-    let shape = x.meta.shape().clone();
-    run(
-        Pass::BackwardInput,
-        vec![x, grad, stats, gamma, beta, sums],
-        shape,
-        s,
-    )
 }
