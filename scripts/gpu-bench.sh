@@ -112,6 +112,11 @@ for p in $PRECISIONS; do
         --batch "$BATCH" --precision "$p" --device "$PETAL_DEVICE" --runs "$RUNS" \
         --warmup "$WARMUP" --breakdown "${compare[@]}" --json
 done
+# The device-resident data path: the f32 step with the images on the device (a step uploads
+# only its augmentation parameters), against the f32 run above (the packed images uploaded).
+run petal-train-step-f32-cache-device "$BIN" bench train-step --arch "$ARCH" --image-size "$SIZE" \
+    --batch "$BATCH" --precision f32 --device "$PETAL_DEVICE" --runs "$RUNS" \
+    --warmup "$WARMUP" --cache device --json
 for m in $TORCH_MODES; do
     case $m in
         f32) extra=(--precision f32 --tf32 default) ;;

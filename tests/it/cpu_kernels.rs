@@ -1,7 +1,7 @@
 //! petal's convolution and BatchNorm + ReLU kernels against Burn's own ops — the stock-op
 //! references — value and gradient: the CPU kernels on Flex, the WGSL BatchNorm kernels on
-//! wgpu (where convolution, and BatchNorm with the kernels off, must be exactly the
-//! reference), with their dispatch count; and a whole DenseNet / ResNet training step whose
+//! wgpu (where convolution — pointwise ones as a matmul, within 1e-5 — and BatchNorm with
+//! the kernels off, must be exactly the reference), with their dispatch count; and a whole DenseNet / ResNet training step whose
 //! parameter gradients and BatchNorm statistics must match the step with the kernels
 //! switched off.
 
@@ -127,6 +127,30 @@ fn conv_grads(c: &Case, device: &Device, petal: bool) -> [Vec<f32>; 4] {
     ]
 }
 
+/// Output and gradients of [`conv_grads`] within 1e-5 of the reference's.
+fn assert_conv_grads_close(petal: &[Vec<f32>; 4], reference: &[Vec<f32>; 4], c: &Case) {
+    let names = [
+        "output",
+        "input gradient",
+        "weight gradient",
+        "bias gradient",
+    ];
+    for ((what, a), b) in names.iter().zip(petal).zip(reference) {
+        let err = rel(a, b);
+        assert!(
+            err <= 1e-5,
+            "{what} of x {:?} o {} k {:?} s {:?} p {:?} d {:?} g {}: error {err:e}",
+            c.x,
+            c.o,
+            c.k,
+            c.stride,
+            c.pad,
+            c.dil,
+            c.groups
+        );
+    }
+}
+
 #[test]
 fn conv2d_matches_burns_conv_value_and_gradients_flex() {
     let device = flex().autodiff();
@@ -134,25 +158,7 @@ fn conv2d_matches_burns_conv_value_and_gradients_flex() {
     for c in cases() {
         let petal = conv_grads(&c, &device, true);
         let reference = conv_grads(&c, &device, false);
-        for (what, a, b) in [
-            ("output", &petal[0], &reference[0]),
-            ("input gradient", &petal[1], &reference[1]),
-            ("weight gradient", &petal[2], &reference[2]),
-            ("bias gradient", &petal[3], &reference[3]),
-        ] {
-            let err = rel(a, b);
-            assert!(
-                err <= 1e-5,
-                "{what} of x {:?} o {} k {:?} s {:?} p {:?} d {:?} g {}: error {err:e}",
-                c.x,
-                c.o,
-                c.k,
-                c.stride,
-                c.pad,
-                c.dil,
-                c.groups
-            );
-        }
+        assert_conv_grads_close(&petal, &reference, &c);
         // Inference (no autodiff): the same forward.
         let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
         let plain = flex();
@@ -166,16 +172,41 @@ fn conv2d_matches_burns_conv_value_and_gradients_flex() {
 }
 
 #[test]
-fn conv2d_is_burns_conv_on_wgpu() {
+fn conv2d_on_wgpu_is_burns_conv_or_a_pointwise_matmul() {
     let device = wgpu().autodiff();
     assert!(!uses_cpu_kernels(&device, burn::tensor::DType::F32));
+    // Not pointwise: Burn's conv2d itself.
     for c in [
         case([2, 4, 7, 6], 5, 3, 1, 1, 1),
         case([2, 6, 9, 9], 6, 3, 2, 1, 6),
+        case([2, 16, 8, 8], 6, 1, 2, 0, 1), // 1×1 with stride 2
     ] {
         let petal = conv_grads(&c, &device, true);
         let reference = conv_grads(&c, &device, false);
         assert_eq!(petal, reference, "conv2d on wgpu is Burn's conv2d");
+    }
+    // Pointwise (1×1, stride 1, no padding, one group): one batched matmul, the same values
+    // up to float order; with the GPU paths off, Burn's conv2d again.
+    let pointwise = [
+        case([3, 12, 9, 7], 8, 1, 1, 0, 1),
+        case([2, 8, 1, 1], 4, 1, 1, 0, 1),
+        case([5, 64, 8, 8], 32, 1, 1, 0, 1),
+        Case {
+            bias: true,
+            ..case([2, 6, 5, 4], 7, 1, 1, 0, 1)
+        },
+    ];
+    for c in &pointwise {
+        let petal = conv_grads(c, &device, true);
+        let reference = conv_grads(c, &device, false);
+        assert_conv_grads_close(&petal, &reference, c);
+        set_gpu_kernels(false);
+        let off = conv_grads(c, &device, true);
+        set_gpu_kernels(true);
+        assert_eq!(
+            off, reference,
+            "pointwise with the GPU paths off is Burn's conv2d"
+        );
     }
 }
 
@@ -505,4 +536,38 @@ fn training_steps_with_the_cpu_kernels_are_as_accurate_as_burns_ops_flex() {
             "{name}: kernels {k:e} ({k_at}) vs Burn's f32 {b:e} ({b_at}), both against f64"
         );
     }
+}
+
+/// A pointwise convolution on wgpu is one matmul forward and, backward, two matmuls and the
+/// weight gradient's sum over the batch, with no layout copies (Burn's conv2d wraps its
+/// gemm in copies to and from channels-last).
+#[test]
+fn pointwise_conv_training_dispatches_wgpu() {
+    let device = wgpu().autodiff();
+    let sync = || device.sync().expect("sync");
+    let c = case([4, 24, 6, 5], 16, 1, 1, 0, 1);
+    let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
+    let x = t4(c.x, 1, &device).require_grad();
+    let w = t4([c.o, c.x[1], 1, 1], 2, &device).require_grad();
+    let r = t4([c.x[0], c.o, c.x[2], c.x[3]], 4, &device);
+    sync();
+    let mut last = String::new();
+    for _ in 0..10 {
+        let (_, counts) = count_dispatches(|| {
+            let y = conv2d(x.clone(), w.clone(), None, options.clone());
+            let grads = (y * r.clone()).sum().backward();
+            sync();
+            grads
+        });
+        let kinds = counts.by_kind();
+        println!("pointwise conv forward + backward: {:?}", counts.by_kernel);
+        if kinds.get("matmul") == Some(&3)
+            && !kinds.contains_key("copy")
+            && !kinds.contains_key("conv")
+        {
+            return;
+        }
+        last = format!("{:?}", counts.by_kernel);
+    }
+    panic!("pointwise conv: {last}");
 }

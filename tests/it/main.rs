@@ -11,6 +11,7 @@ mod common;
 mod concat_pool;
 mod contract;
 mod cpu_kernels;
+mod device_data;
 mod ema;
 mod export;
 mod folder;

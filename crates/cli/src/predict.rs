@@ -202,11 +202,11 @@ pub fn run(args: PredictArgs) -> Result<i32> {
     let mut out = Vec::new();
     for chunk in args.images.chunks(args.batch_size) {
         let mut names = Vec::new();
-        let mut data = Vec::new();
+        let mut batch = petal_data::PackedBatch::default();
         for path in chunk {
             match decode_rgb8(path, args.max_pixels) {
                 Ok(img) => {
-                    data.extend(transform.apply(&img));
+                    batch.push(&img, 0, names.len());
                     names.push(path.as_path());
                 }
                 Err(e) => {
@@ -218,8 +218,9 @@ pub fn run(args: PredictArgs) -> Result<i32> {
         if names.is_empty() {
             continue;
         }
-        let c = transform.crop as usize;
-        let x = Tensor::<4>::from_data(TensorData::new(data, [names.len(), 3, c, c]), &device);
+        // Resize + crop + normalise: one kernel pass on a GPU, the PIL-exact CPU path
+        // elsewhere (the same 8-bit values).
+        let x = petal_data::augment::eval_preprocess(&transform, &batch, false, &device);
         let mut logits = model.forward(x.clone());
         if args.tta {
             logits = (logits + model.forward(x.flip([3]))).div_scalar(2.0);

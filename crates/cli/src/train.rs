@@ -48,8 +48,9 @@ pub struct ConfigArgs {
     /// Held-out fraction per class when there is no valid/ folder.
     #[arg(long)]
     valid_fraction: Option<f64>,
-    /// `ram`: keep decoded images in memory after the first epoch.
-    #[arg(long, value_parser = ["none", "ram"])]
+    /// `ram`: keep decoded images in memory after the first epoch; `device`: decode them
+    /// all once into GPU memory (a step then uploads only its augmentation parameters).
+    #[arg(long, value_parser = ["none", "ram", "device"])]
     cache: Option<String>,
     /// Down-scale at load so the shorter side is at most this.
     #[arg(long)]
@@ -321,7 +322,11 @@ impl ConfigArgs {
             c.class_weights = a.class_weights.clone();
         }
         if let Some(v) = &a.cache {
-            c.cache = if v == "ram" { Cache::Ram } else { Cache::None };
+            c.cache = match v.as_str() {
+                "ram" => Cache::Ram,
+                "device" => Cache::Device,
+                _ => Cache::None,
+            };
         }
         if a.max_shorter_side.is_some() {
             c.max_shorter_side = a.max_shorter_side;

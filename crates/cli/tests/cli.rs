@@ -1650,3 +1650,53 @@ fn mixed_precision_resumes_exactly_on_wgpu_and_is_refused_on_the_cpu() {
         "{err}"
     );
 }
+
+#[test]
+fn device_cache_trains_like_decoding_on_wgpu_and_is_refused_on_the_cpu() {
+    // `--cache device` decodes every image once onto the GPU; the run must train as the
+    // decoding one does (wgpu runs are not bit-reproducible across processes: autotune
+    // picks kernels by timing, so the losses agree closely).
+    let d = tmpdir("device-cache");
+    let cfg = tiny_run_config(&d);
+    let (a, b) = (d.join("decoded"), d.join("resident"));
+    for r in [&a, &b] {
+        let _ = std::fs::remove_dir_all(r);
+    }
+    let out = train_with(&cfg, &a, &["--device", "wgpu"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = train_with(&cfg, &b, &["--device", "wgpu", "--cache", "device"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 48 train and 12 valid synthetic images of 32² (3 bytes a pixel).
+    assert!(
+        stdout.contains("--cache device: 48 train images in 0.1 MiB, 12 valid images in 0.0 MiB"),
+        "{stdout}"
+    );
+    let (ma, mb) = (metrics(&a), metrics(&b));
+    assert_eq!(ma.len(), 3);
+    for (x, y) in ma.iter().zip(&mb) {
+        for key in ["train_loss", "valid_loss"] {
+            let (lx, ly) = (x[key].as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!((lx - ly).abs() < 1e-2 * lx.abs(), "{key}: {x} vs {y}");
+        }
+    }
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["cache"], "device");
+    // The CPU: refused before training, naming the flag and the alternative.
+    let out = train_with(&cfg, &d.join("cpu"), &["--cache", "device"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--cache device: the device") && err.contains("--cache ram"),
+        "{err}"
+    );
+}

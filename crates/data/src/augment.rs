@@ -15,11 +15,16 @@
 
 use crate::loader::PackedBatch;
 use crate::mix::{self, Mix, MixConfig};
+use crate::transform::EvalTransform;
 use crate::transform::{IMAGENET_MEAN, IMAGENET_STD};
-use burn::tensor::{DType, Device, Tensor};
-use petal_kernels::augment::{AugmentParams, Normalize, PackedImages, PixelMix, augment_batch};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use petal_kernels::augment::{
+    AugmentParams, Normalize, PackedImages, PixelMix, augment_batch, augment_resident,
+    eval_resample,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use petal_kernels::augment::Padding;
@@ -420,14 +425,11 @@ impl Pipeline {
         device: &Device,
     ) -> (Tensor<4>, Mix) {
         let (params, mix) = self.params_mixed(batch, epoch);
-        let x = augment_batch(
-            &packed(batch),
-            &params,
-            self.size(),
-            &self.normalize(),
-            dtype,
-            device,
-        );
+        let (size, norm) = (self.size(), self.normalize());
+        let x = match batch.resident() {
+            Some(r) => augment_resident(&batch.images(), r, &params, size, &norm, dtype, device),
+            None => augment_batch(&batch.images(), &params, size, &norm, dtype, device),
+        };
         (x, mix)
     }
 }
@@ -443,13 +445,49 @@ fn keyed_rng(seed: u64, epoch: u64, id: u64, tag: &[u8; 8]) -> ChaCha8Rng {
     ChaCha8Rng::from_seed(key)
 }
 
-/// The batch's bytes as the kernel's [`PackedImages`].
-pub fn packed(batch: &PackedBatch) -> PackedImages<'_> {
-    PackedImages {
-        data: &batch.data,
-        offsets: &batch.offsets,
-        sizes: &batch.sizes,
+/// A batch through the eval transform (mirrored first when `flip`, for test-time
+/// augmentation) as `[N, 3, S, S]` f32 on `device`. On a GPU: one pass of
+/// [`eval_resample`] (Pillow's fixed-point taps from [`EvalTransform::device_taps`]),
+/// reading a resident batch's images where they already are; elsewhere the PIL-exact CPU
+/// path ([`EvalTransform::apply`], one image per rayon task). Both give the same 8-bit values.
+pub fn eval_preprocess(
+    t: &EvalTransform,
+    batch: &PackedBatch,
+    flip: bool,
+    device: &Device,
+) -> Tensor<4> {
+    let s = t.crop as usize;
+    if petal_kernels::transfer::is_gpu(device) && !batch.is_empty() {
+        let taps: Vec<_> = batch
+            .sizes
+            .iter()
+            .map(|&(w, h)| t.device_taps(w, h, flip))
+            .collect();
+        let norm = Normalize {
+            mean: t.mean,
+            std: t.std,
+        };
+        return eval_resample(&batch.images(), batch.resident(), &taps, s, &norm, device);
     }
+    let per: Vec<Vec<f32>> = (0..batch.len())
+        .into_par_iter()
+        .map(|i| {
+            let mut img = batch.image(i);
+            if flip {
+                image::imageops::flip_horizontal_in_place(&mut img);
+            }
+            t.apply(&img)
+        })
+        .collect();
+    Tensor::from_data(
+        TensorData::new(per.concat(), [batch.len(), 3, s, s]),
+        device,
+    )
+}
+
+/// The batch's bytes as the kernel's [`PackedImages`] ([`PackedBatch::images`]).
+pub fn packed(batch: &PackedBatch) -> PackedImages<'_> {
+    batch.images()
 }
 
 /// torchvision's `Resize(resize)` (shorter side, `int()` of the longer) then

@@ -45,6 +45,13 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// `--cache device`: the decoded images cannot be kept on the device (not a GPU, or
+    /// they do not fit).
+    #[error("--cache device: {reason}")]
+    DeviceCache {
+        /// Why, with the byte counts.
+        reason: String,
+    },
     /// A side file (`cat_to_name.json`, …) is unreadable.
     #[error("{path}: {reason}")]
     Metadata {
@@ -65,6 +72,7 @@ impl DataError {
             | Self::TooLarge { path, .. }
             | Self::Layout { path, .. }
             | Self::Metadata { path, .. } => path,
+            Self::DeviceCache { .. } => return full,
         };
         full.strip_prefix(&format!("{path}: "))
             .map(str::to_string)

@@ -28,7 +28,7 @@ pub use augment::{AugmentConfig, Padding, Pipeline};
 pub use decode::{Alpha, DEFAULT_MAX_PIXELS, decode_rgb8, decode_rgb8_with};
 pub use error::DataError;
 pub use folder::{ClassList, ImageFolder, Sample, ScanOptions, ScanWarning, SkipCounts, Skipped};
-pub use loader::{Loader, LoaderConfig, PackedBatch, Source};
+pub use loader::{Loader, LoaderConfig, PackedBatch, ResidentSummary, Source};
 pub use oxford::Oxford102;
 pub use synthetic::SyntheticFlowers;
 pub use transform::{EvalTransform, IMAGENET_MEAN, IMAGENET_STD};

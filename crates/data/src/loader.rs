@@ -7,10 +7,14 @@
 //! offset / width / height, ready to upload once per batch.
 
 use crate::decode::{Alpha, decode_rgb8_with};
+use crate::error::DataError;
 use crate::folder::Sample;
 use crate::synthetic::SyntheticFlowers;
 use crate::transform::resize_shorter_side;
+use burn::tensor::Device;
 use image::RgbImage;
+use petal_kernels::augment::{PackedImages, ResidentImages};
+use petal_kernels::transfer::device_limits;
 use rand::SeedableRng;
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
@@ -160,9 +164,56 @@ pub struct PackedBatch {
     pub labels: Vec<usize>,
     /// Source index of each image.
     pub indices: Vec<usize>,
+    /// Set when the images live in a device-resident store ([`Loader::make_resident`]):
+    /// `offsets` then index the store's bytes and `data` is empty.
+    pub store: Option<StoreRef>,
 }
 
 impl PackedBatch {
+    /// The images as the augmentation kernel reads them (from the store when resident).
+    pub fn images(&self) -> PackedImages<'_> {
+        PackedImages {
+            data: match &self.store {
+                Some(s) => &s.0.data,
+                None => &self.data,
+            },
+            offsets: &self.offsets,
+            sizes: &self.sizes,
+        }
+    }
+
+    /// The batch with its images moved into a device-resident store of their own (`bench
+    /// train-step --cache device`, tests): the same offsets, sizes, labels and indices; a
+    /// resident batch is returned as it is. Refused as [`Loader::make_resident`] refuses.
+    pub fn into_resident(self, device: &Device) -> Result<PackedBatch, DataError> {
+        if self.store.is_some() {
+            return Ok(self);
+        }
+        let shorter = self.sizes.iter().map(|&(w, h)| w.min(h)).max().unwrap_or(0);
+        check_device_fit(self.data.len(), self.len(), shorter, device)?;
+        let slots = self
+            .offsets
+            .iter()
+            .zip(&self.sizes)
+            .map(|(&o, &s)| Some((o, s)))
+            .collect();
+        let store = ResidentStore {
+            device: ResidentImages::upload(&self.data, device),
+            data: self.data,
+            slots,
+        };
+        Ok(PackedBatch {
+            data: Vec::new(),
+            store: Some(StoreRef(Arc::new(store))),
+            ..self
+        })
+    }
+
+    /// The device copy of the images when the batch is resident.
+    pub fn resident(&self) -> Option<&ResidentImages> {
+        self.store.as_ref().map(|s| &s.0.device)
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -174,7 +225,11 @@ impl PackedBatch {
     }
 
     /// Appends `img` with its label and source index.
+    ///
+    /// # Panics
+    /// On a resident batch (its images are the store's).
     pub fn push(&mut self, img: &RgbImage, label: usize, index: usize) {
+        assert!(self.store.is_none(), "push onto a resident batch");
         self.offsets.push(self.data.len());
         self.data.extend_from_slice(img.as_raw());
         self.sizes.push(img.dimensions());
@@ -185,14 +240,105 @@ impl PackedBatch {
     /// Image `i` as an `RgbImage` (a copy).
     pub fn image(&self, i: usize) -> RgbImage {
         let (w, h) = self.sizes[i];
-        let start = self.offsets[i];
-        RgbImage::from_raw(
-            w,
-            h,
-            self.data[start..start + (w * h * 3) as usize].to_vec(),
-        )
-        .expect("packed sizes match")
+        RgbImage::from_raw(w, h, self.images().image(i).to_vec()).expect("packed sizes match")
     }
+}
+
+/// Every decoded image of a loader's source in one buffer, on the host and on the GPU
+/// (`--cache device`): built once by [`Loader::make_resident`], after which a batch is
+/// offsets into it and a training step uploads only its per-sample parameters.
+pub struct ResidentStore {
+    /// All images' RGB8 bytes back to back (the host copy: the contrast jitter's gray-mean
+    /// estimate and the CPU eval transform read it).
+    pub data: Vec<u8>,
+    /// Per source index: byte offset and `(width, height)`; `None` for a sample that
+    /// failed to load (reported in [`Loader::warnings`]).
+    pub slots: Vec<Option<(usize, (u32, u32))>>,
+    /// The same bytes in one device buffer.
+    pub device: ResidentImages,
+}
+
+/// A shared [`ResidentStore`] (equal when it is the same store).
+#[derive(Clone)]
+pub struct StoreRef(pub Arc<ResidentStore>);
+
+impl std::fmt::Debug for StoreRef {
+    /// The sizes, not the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.0;
+        write!(
+            f,
+            "StoreRef({} images, {} bytes)",
+            s.slots.iter().flatten().count(),
+            s.data.len()
+        )
+    }
+}
+
+impl PartialEq for StoreRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// What [`Loader::make_resident`] put on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResidentSummary {
+    /// Images in the store.
+    pub images: usize,
+    /// Samples that failed to load (left out).
+    pub failed: usize,
+    /// Bytes on the device.
+    pub bytes: usize,
+    /// The device's largest buffer.
+    pub max_buffer: u64,
+}
+
+fn not_a_gpu(device: &Device) -> DataError {
+    DataError::DeviceCache {
+        reason: format!(
+            "the device ({device:?}) is not a GPU; keep decoded images in host memory with --cache ram"
+        ),
+    }
+}
+
+/// Checks that `bytes` of images fit one buffer of `device` (and, where the runtime states
+/// the device's memory, half of it), with the numbers in the error.
+/// `shorter_side` is the largest shorter side among the images, for the suggestion.
+pub fn check_device_fit(
+    bytes: usize,
+    images: usize,
+    shorter_side: u32,
+    device: &Device,
+) -> Result<u64, DataError> {
+    let fail = |reason: String| DataError::DeviceCache { reason };
+    let Some(limits) = device_limits(device) else {
+        return Err(not_a_gpu(device));
+    };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let bytes = bytes as u64;
+    let cap = limits.max_buffer.min(u32::MAX as u64);
+    let memory = limits.max_memory.map(|m| m / 2);
+    let allowed = memory.map_or(cap, |m| m.min(cap));
+    if bytes > allowed {
+        // Bytes scale with the square of the shorter side.
+        let side = (shorter_side as f64 * (allowed as f64 / bytes as f64).sqrt()).floor() as u64;
+        let what = match memory {
+            Some(m) if m < cap => {
+                format!("half the device's memory, {m} bytes ({:.1} MiB)", mib(m))
+            }
+            _ => format!(
+                "the device's largest buffer, {cap} bytes ({:.1} MiB)",
+                mib(cap)
+            ),
+        };
+        return Err(fail(format!(
+            "the {images} decoded images take {bytes} bytes ({:.1} MiB), more than {what}; \
+             down-scale them at load with --max-shorter-side {side} or less, or use --cache ram",
+            mib(bytes)
+        )));
+    }
+    Ok(limits.max_buffer)
 }
 
 /// A file that failed at batch time and was replaced.
@@ -218,6 +364,36 @@ pub struct Loader {
     cache: Arc<Mutex<HashMap<usize, Arc<RgbImage>>>>,
     bad: Arc<Mutex<HashSet<usize>>>,
     warnings: Arc<Mutex<Vec<LoadWarning>>>,
+    store: Option<StoreRef>,
+}
+
+/// Decodes sample `i` of `source` with `config`'s limits and down-scaling.
+fn decode(source: &Source, config: &LoaderConfig, i: usize) -> Result<RgbImage, String> {
+    let mut img = source.load(i, config.max_pixels, config.alpha)?;
+    if let Some(s) = config.max_shorter_side
+        && img.width().min(img.height()) > s
+    {
+        img = resize_shorter_side(&img, s);
+    }
+    Ok(img)
+}
+
+/// Marks sample `i` bad and reports it once.
+fn report(
+    source: &Source,
+    bad: &Mutex<HashSet<usize>>,
+    warnings: &Mutex<Vec<LoadWarning>>,
+    i: usize,
+    reason: String,
+) {
+    if bad.lock().unwrap_or_else(|e| e.into_inner()).insert(i) {
+        log::warn!("skipping {}: {reason}", source.name(i));
+        let name = source.name(i);
+        warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(LoadWarning { name, reason });
+    }
 }
 
 impl Loader {
@@ -236,7 +412,67 @@ impl Loader {
             cache: Arc::default(),
             bad: Arc::default(),
             warnings: Arc::default(),
+            store: None,
         }
+    }
+
+    /// `--cache device`: decodes every sample once (in parallel, down-scaled as configured)
+    /// into one buffer and uploads it to `device` (a GPU device; the training device when
+    /// the batches feed training). From then on batches carry offsets into the store and
+    /// decode nothing. Samples that fail are reported in [`warnings`](Self::warnings) and
+    /// left out. Refuses, with the byte counts, a non-GPU device or images that do not fit
+    /// one device buffer.
+    pub fn make_resident(&mut self, device: &Device) -> Result<ResidentSummary, DataError> {
+        if device_limits(device).is_none() {
+            return Err(not_a_gpu(device));
+        }
+        let (source, config) = (&self.source, &self.config);
+        let load_all = || -> Vec<Result<RgbImage, String>> {
+            (0..source.len())
+                .into_par_iter()
+                .map(|i| decode(source, config, i))
+                .collect()
+        };
+        let decoded = match config.threads {
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .expect("decode thread pool")
+                .install(load_all),
+            None => load_all(),
+        };
+        let mut data = Vec::new();
+        let mut slots = Vec::with_capacity(decoded.len());
+        let (mut failed, mut shorter) = (0, 0);
+        for (i, img) in decoded.into_iter().enumerate() {
+            match img {
+                Ok(img) => {
+                    slots.push(Some((data.len(), img.dimensions())));
+                    shorter = shorter.max(img.width().min(img.height()));
+                    data.extend_from_slice(img.as_raw());
+                }
+                Err(reason) => {
+                    report(source, &self.bad, &self.warnings, i, reason);
+                    slots.push(None);
+                    failed += 1;
+                }
+            }
+        }
+        let images = slots.len() - failed;
+        let max_buffer = check_device_fit(data.len(), images, shorter, device)?;
+        let bytes = data.len();
+        let store = ResidentStore {
+            device: ResidentImages::upload(&data, device),
+            data,
+            slots,
+        };
+        self.store = Some(StoreRef(Arc::new(store)));
+        Ok(ResidentSummary {
+            images,
+            failed,
+            bytes,
+            max_buffer,
+        })
     }
 
     /// Number of batches an epoch yields (before any replacement).
@@ -290,19 +526,17 @@ impl Loader {
         let (tx, rx) = sync_channel(self.config.prefetch);
         let order = self.order(epoch);
         let (source, config) = (self.source.clone(), self.config.clone());
+        if let Some(store) = self.store.clone() {
+            std::thread::spawn(move || resident_epoch(&source, &config, &store, &order, skip, &tx));
+            return rx;
+        }
         let (cache, bad, warnings) = (self.cache.clone(), self.bad.clone(), self.warnings.clone());
         std::thread::spawn(move || {
             let load = |i: usize| -> Result<Arc<RgbImage>, String> {
                 if let Some(img) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
                     return Ok(img.clone());
                 }
-                let mut img = source.load(i, config.max_pixels, config.alpha)?;
-                if let Some(s) = config.max_shorter_side
-                    && img.width().min(img.height()) > s
-                {
-                    img = resize_shorter_side(&img, s);
-                }
-                let img = Arc::new(img);
+                let img = Arc::new(decode(&source, &config, i)?);
                 if config.cache {
                     cache
                         .lock()
@@ -311,17 +545,7 @@ impl Loader {
                 }
                 Ok(img)
             };
-            // Marks sample `i` bad and reports it once.
-            let report = |i: usize, reason: String| {
-                if bad.lock().unwrap_or_else(|e| e.into_inner()).insert(i) {
-                    log::warn!("skipping {}: {reason}", source.name(i));
-                    let name = source.name(i);
-                    warnings
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(LoadWarning { name, reason });
-                }
-            };
+            let report = |i: usize, reason: String| report(&source, &bad, &warnings, i, reason);
             let pool = config.threads.map(|n| {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
@@ -378,5 +602,57 @@ impl Loader {
             }
         });
         rx
+    }
+}
+
+/// An epoch of a resident loader: the batches are offsets into `store` (nothing decoded),
+/// with the decode path's rules (failed samples left out; on training, replaced by the next
+/// samples of the order, wrapping, so a batch keeps its size).
+fn resident_epoch(
+    source: &Source,
+    config: &LoaderConfig,
+    store: &StoreRef,
+    order: &[usize],
+    skip: usize,
+    tx: &std::sync::mpsc::SyncSender<PackedBatch>,
+) {
+    let b = config.batch_size;
+    let slot = |i: usize| store.0.slots.get(i).copied().flatten();
+    let mut spare = order.len();
+    for chunk in order.chunks(b).skip(skip) {
+        if config.drop_last && chunk.len() < b {
+            break;
+        }
+        let mut got: Vec<usize> = chunk
+            .iter()
+            .copied()
+            .filter(|&i| slot(i).is_some())
+            .collect();
+        let mut tries = 0;
+        while config.replace_bad && got.len() < chunk.len() && tries < order.len() {
+            let i = order[spare % order.len()];
+            spare += 1;
+            tries += 1;
+            if slot(i).is_some() {
+                got.push(i);
+            }
+        }
+        if got.is_empty() {
+            continue;
+        }
+        let mut batch = PackedBatch {
+            store: Some(store.clone()),
+            ..PackedBatch::default()
+        };
+        for i in got {
+            let (offset, size) = slot(i).expect("filtered above");
+            batch.offsets.push(offset);
+            batch.sizes.push(size);
+            batch.labels.push(source.label(i));
+            batch.indices.push(i);
+        }
+        if tx.send(batch).is_err() {
+            return; // the consumer stopped
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! `petal predict` reproduce PyTorch's logits, not just its top-1.
 
 use image::RgbImage;
+use petal_kernels::augment::{AxisTaps, EvalTaps};
 
 /// ImageNet channel means (torchvision).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -124,6 +125,51 @@ pub fn resize_shorter_side(src: &RgbImage, size: u32) -> RgbImage {
     resize_bilinear(src, nw.max(1), nh.max(1))
 }
 
+/// The size [`resize_shorter_side`] gives a `width × height` image.
+fn resized_size(width: u32, height: u32, size: u32) -> (u32, u32) {
+    let (w, h) = (width as u64, height as u64);
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    if short == size as u64 {
+        return (width, height);
+    }
+    let new_long = (((size as u64 * long) as f64 / short as f64) as u32).max(1);
+    if w <= h {
+        (size.max(1), new_long)
+    } else {
+        (new_long, size.max(1))
+    }
+}
+
+/// [`center_crop`]'s first source index along an axis of length `n` (negative: padding).
+fn crop_start(n: u32, size: u32) -> i64 {
+    let (n, c) = (n as i64, size as i64);
+    let pad = if c > n { (c - n) / 2 } else { 0 };
+    (((n.max(c) - c) as f64) / 2.0).round_ties_even() as i64 - pad
+}
+
+/// One axis of resize-then-crop: the taps of the resized pixels the crop keeps.
+fn axis_taps(in_size: u32, resized: u32, crop: u32) -> AxisTaps {
+    let (bounds, kk, ksize) = coefficients(in_size as usize, resized as usize);
+    let start = crop_start(resized, crop);
+    let mut out = AxisTaps {
+        ksize,
+        bounds: Vec::with_capacity(crop as usize),
+        weights: vec![0; crop as usize * ksize],
+    };
+    for x in 0..crop as i64 {
+        let r = x + start;
+        if r < 0 || r >= resized as i64 {
+            out.bounds.push((0, 0)); // zero padding
+            continue;
+        }
+        let (first, n) = bounds[r as usize];
+        out.bounds.push((first as u32, n as u32));
+        let at = x as usize * ksize;
+        out.weights[at..at + n].copy_from_slice(&kk[r as usize * ksize..r as usize * ksize + n]);
+    }
+    out
+}
+
 /// torchvision's `CenterCrop(size)`: offsets `round((H − size) / 2)` with Python's
 /// half-to-even rounding; an image smaller than the crop is zero-padded first as
 /// torchvision pads it.
@@ -182,6 +228,18 @@ impl EvalTransform {
     /// The cropped RGB8 image (before normalisation).
     pub fn crop_rgb8(&self, img: &RgbImage) -> RgbImage {
         center_crop(&resize_shorter_side(img, self.resize), self.crop)
+    }
+
+    /// The transform of a `width × height` image (mirrored first when `flip`) as the taps
+    /// of `petal_kernels::augment::eval_resample`, which gives the 8-bit values of
+    /// [`crop_rgb8`](Self::crop_rgb8) on the device.
+    pub fn device_taps(&self, width: u32, height: u32, flip: bool) -> EvalTaps {
+        let (nw, nh) = resized_size(width, height, self.resize);
+        EvalTaps {
+            columns: axis_taps(width, nw, self.crop),
+            rows: axis_taps(height, nh, self.crop),
+            flip,
+        }
     }
 
     /// `[3, crop, crop]` channel-major floats, `(v / 255 − mean) / std` in f32 exactly as

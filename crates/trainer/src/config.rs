@@ -68,6 +68,10 @@ pub enum Cache {
     None,
     /// Keep decoded (and down-scaled) images in RAM after the first epoch.
     Ram,
+    /// Decode every image once at the start (down-scaled at load) into one GPU buffer per
+    /// split: a training step then uploads only its per-sample augmentation parameters.
+    /// Refused, with the bytes, off the GPU or when the images do not fit.
+    Device,
 }
 
 /// How training samples are drawn each epoch.

@@ -3,13 +3,12 @@
 
 use crate::config::{Cache, FineTuneConfig};
 use crate::error::TrainError;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use petal_data::folder::ScanWarning;
 use petal_data::{
     ClassList, EvalTransform, ImageFolder, Loader, LoaderConfig, Oxford102, PackedBatch,
     ScanOptions, Source, SyntheticFlowers,
 };
-use rayon::prelude::*;
 use std::path::Path;
 
 /// The splits of a run.
@@ -140,26 +139,15 @@ pub fn eval_transform(config: &FineTuneConfig) -> EvalTransform {
     }
 }
 
-/// A packed batch through the eval transform (and optionally mirrored): `[N, 3, S, S]`.
+/// A packed batch through the eval transform (and optionally mirrored): `[N, 3, S, S]`
+/// (on a GPU in one kernel pass: [`petal_data::augment::eval_preprocess`]).
 pub fn eval_batch(
     t: &EvalTransform,
     batch: &PackedBatch,
     flip: bool,
     device: &Device,
 ) -> Tensor<4> {
-    let s = t.crop as usize;
-    let per: Vec<Vec<f32>> = (0..batch.len())
-        .into_par_iter()
-        .map(|i| {
-            let mut img = batch.image(i);
-            if flip {
-                image::imageops::flip_horizontal_in_place(&mut img);
-            }
-            t.apply(&img)
-        })
-        .collect();
-    let data: Vec<f32> = per.concat();
-    Tensor::from_data(TensorData::new(data, [batch.len(), 3, s, s]), device)
+    petal_data::augment::eval_preprocess(t, batch, flip, device)
 }
 
 /// `--class-weights`: `auto` gives `n / (K · n_c)` (scikit-learn's "balanced"; 0 for a class

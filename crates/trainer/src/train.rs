@@ -4,7 +4,7 @@
 
 use crate::amp::{self, LossScaler};
 use crate::checkpoint::{Checkpoint, TrainState, model_bytes};
-use crate::config::{FineTuneConfig, Precision, Unfreeze};
+use crate::config::{Cache, FineTuneConfig, Precision, Unfreeze};
 use crate::data::{self, RunData};
 use crate::ema::ModelEma;
 use crate::error::TrainError;
@@ -21,7 +21,7 @@ use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Bytes, DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bytes, DType, Device, Float, Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use petal_core::device::{DeviceChoice, select_device};
 use petal_core::weights::StateDict;
@@ -30,6 +30,7 @@ use petal_data::augment::Pipeline;
 use petal_data::folder::{ScanWarning, SkipCounts, Skipped};
 use petal_data::mix::{Mix, mixed_targets};
 use petal_data::{EvalTransform, Loader, PackedBatch};
+use petal_kernels::transfer::upload;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -518,7 +519,7 @@ fn forward_backward_here(
         .pipeline
         .apply_mixed(batch, epoch, ctx.dtype, ctx.device);
     let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-    let y = Tensor::<1, Int>::from_data(TensorData::new(labels, [n]), ctx.device);
+    let y = upload::<1, Int>(TensorData::new(labels, [n]), ctx.device);
     observe(StepEvent::Augmented);
     // The loss in f32 whatever the model's dtype (autocast's rule for softmax and
     // cross-entropy): with a loss scale of 2^16 an f16 loss would overflow.
@@ -534,7 +535,7 @@ fn forward_backward_here(
     } else {
         let k = logits.dims()[1];
         let t = mixed_targets(&batch.labels, k, mix.lambda(), ctx.label_smoothing as f32);
-        let t = Tensor::<2>::from_data(TensorData::new(t, [n, k]), ctx.device);
+        let t = upload::<2, Float>(TensorData::new(t, [n, k]), ctx.device);
         let weights = ctx.class_weights.as_ref().map(|w| (w, y.clone()));
         weighted_soft_target_cross_entropy(logits.clone(), t, weights)
     };
@@ -896,7 +897,7 @@ impl<'a> Run<'a> {
             valid: valid_src.len(),
             warnings,
         };
-        let train_loader = data::loader(config, train_src, true);
+        let mut train_loader = data::loader(config, train_src, true);
         let accum = config.accum_steps.max(1);
         if train_loader.batches_per_epoch() < accum {
             return Err(TrainError::Config {
@@ -908,7 +909,15 @@ impl<'a> Run<'a> {
                 ),
             });
         }
-        let valid_loader = data::loader(config, valid_src, false);
+        let mut valid_loader = data::loader(config, valid_src, false);
+        let resident = if config.cache == Cache::Device {
+            Some((
+                train_loader.make_resident(&train_device)?,
+                valid_loader.make_resident(&device)?,
+            ))
+        } else {
+            None
+        };
         let probes = {
             let ids = float_param_ids(&model);
             model
@@ -955,6 +964,17 @@ impl<'a> Run<'a> {
             train_device,
         };
         run.say(format!("device: {device_name}"));
+        if let Some((t, v)) = resident {
+            let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+            run.say(format!(
+                "--cache device: {} train images in {:.1} MiB, {} valid images in {:.1} MiB on the device (largest buffer {:.1} MiB)",
+                t.images,
+                mib(t.bytes),
+                v.images,
+                mib(v.bytes),
+                mib(t.max_buffer as usize)
+            ));
+        }
         Ok((run, model))
     }
 

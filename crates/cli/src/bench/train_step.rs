@@ -69,6 +69,11 @@ pub struct TrainStepArgs {
     /// time of each kernel (every launch timed, so the kernels run one at a time), by kernel.
     #[arg(long)]
     profile_ops: bool,
+    /// `device`: the batch's decoded images live on the device (as `petal train --cache
+    /// device`), so a step uploads only its augmentation parameters and labels; `none`: the
+    /// packed images are uploaded every step, as without a device cache.
+    #[arg(long, default_value = "none", value_parser = ["none", "device"])]
+    cache: String,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -91,6 +96,15 @@ struct TrainStepReport {
     ips: f64,
     /// Median step time.
     step_ms: f64,
+    /// `none` or `device` (`--cache`).
+    cache: String,
+    /// Bytes petal uploads from the host in one steady-state step (packed images unless
+    /// `--cache device`, per-sample parameters, labels; `petal_kernels::transfer`): `null` on
+    /// the CPU, where nothing crosses a bus. CubeCL's per-launch metadata is not counted.
+    host_to_device_bytes_per_step: Option<u64>,
+    /// `--cache device`: the images' bytes uploaded once, before the first step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resident_bytes: Option<u64>,
     /// Peak memory (bytes), `null` where nothing reports it.
     peak_mem_bytes: Option<u64>,
     /// What `peak_mem_bytes` measures.
@@ -220,6 +234,13 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let mut optims = [false, true].map(|stock| build_optimizer_with(&config, &model, stock));
     // Sources: synthetic flowers cut to 500×375 (as `bench augment`), labels i mod classes.
     let batch = flowers_500x375(args.batch, |i| i % args.classes);
+    let (batch, resident_bytes) = if args.cache == "device" {
+        let b = batch.into_resident(&train_device)?;
+        let bytes = b.resident().map(|r| r.bytes() as u64);
+        (b, bytes)
+    } else {
+        (batch, None)
+    };
     let pipe = config.train_pipeline(0);
     let n = args.batch;
     let sync = |d: &Device| d.sync().expect("device sync");
@@ -427,7 +448,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let mut dispatches = None;
     let mut dispatches_stock = None;
     let mut dispatches_by_phase = None;
+    let mut uploaded = None;
     if selected.is_wgpu {
+        let before = petal_kernels::transfer::uploaded_bytes();
+        let (m, _) = run(model.take().expect("model"), Mode::Step);
+        model = Some(m);
+        uploaded = Some(petal_kernels::transfer::uploaded_bytes() - before);
         eprintln!("  dispatch count: 2 steps…");
         let watch = DispatchWatch::start();
         let (m, _) = run(model.take().expect("model"), Mode::Step);
@@ -533,12 +559,22 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         batch: n,
         image_size: args.image_size,
         classes: args.classes,
-        source: "synthetic flowers 500×375 (RGB8), augmented on the device".to_string(),
+        source: format!(
+            "synthetic flowers 500×375 (RGB8), augmented on the device{}",
+            if resident_bytes.is_some() {
+                " from a device-resident copy"
+            } else {
+                ""
+            }
+        ),
         runs: args.runs,
         warmup: args.warmup,
         cpu_threads: rayon_threads(),
         ips: n as f64 / (ms / 1e3),
         step_ms: ms,
+        cache: args.cache.clone(),
+        host_to_device_bytes_per_step: uploaded,
+        resident_bytes,
         peak_mem_bytes: peak,
         peak_mem_source: source,
         peak_in_use_bytes: in_use,
@@ -576,6 +612,15 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
                 "  peak memory: {:.1} MiB ({})",
                 p as f64 / 1048576.0,
                 report.peak_mem_source
+            );
+        }
+        if let Some(b) = report.host_to_device_bytes_per_step {
+            println!(
+                "  host→device per step: {b} bytes (--cache {}{})",
+                args.cache,
+                resident_bytes.map_or(String::new(), |r| format!(
+                    "; {r} bytes of images uploaded once"
+                ))
             );
         }
         if let Some(o) = old_ms {

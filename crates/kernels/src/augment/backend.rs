@@ -1,7 +1,7 @@
 //! The augmentation backend extension: the fused WGSL kernel on CubeCL's wgpu runtime (also
 //! under Burn's fusion); autodiff devices run it untracked (augmentation needs no gradient).
 
-use super::kernel;
+use super::{kernel, resample};
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -26,6 +26,20 @@ pub trait AugmentBackend: Backend {
         size: usize,
         dtype: DType,
     ) -> FloatTensor<Self>;
+
+    /// The eval transform (`kernels/eval_resample.wgsl`): `src` as for
+    /// [`augment_fused`](Self::augment_fused); `info`: `[N, S, 0, 0]` + per image
+    /// `[offset, w, flip, taps base]`; `taps`: i32 fixed-point taps; `params`: mean, std.
+    /// Output `[n, 3, size, size]` f32.
+    #[fusion(dtype = DType::F32, shape = Shape::new([*n, 3, *size, *size]))]
+    fn eval_resample(
+        src: IntTensor<Self>,
+        info: IntTensor<Self>,
+        taps: IntTensor<Self>,
+        params: FloatTensor<Self>,
+        n: usize,
+        size: usize,
+    ) -> FloatTensor<Self>;
 }
 
 impl AugmentBackend for CubeBackend {
@@ -38,6 +52,17 @@ impl AugmentBackend for CubeBackend {
         dtype: DType,
     ) -> FloatTensor<Self> {
         kernel::launch(src, info, params, n, size, dtype)
+    }
+
+    fn eval_resample(
+        src: IntTensor<Self>,
+        info: IntTensor<Self>,
+        taps: IntTensor<Self>,
+        params: FloatTensor<Self>,
+        n: usize,
+        size: usize,
+    ) -> FloatTensor<Self> {
+        resample::launch(src, info, taps, params, n, size)
     }
 }
 
@@ -58,6 +83,24 @@ impl<B: AugmentBackend, C: CheckpointStrategy> AugmentBackend for Autodiff<B, C>
             n,
             size,
             dtype,
+        ))
+    }
+
+    fn eval_resample(
+        src: IntTensor<Self>,
+        info: IntTensor<Self>,
+        taps: IntTensor<Self>,
+        params: FloatTensor<Self>,
+        n: usize,
+        size: usize,
+    ) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::eval_resample(
+            src,
+            info,
+            taps,
+            params.into_primitive(),
+            n,
+            size,
         ))
     }
 }

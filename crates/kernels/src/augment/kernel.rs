@@ -43,21 +43,26 @@ impl KernelSource for AugmentKernel {
     }
 }
 
-/// The kernel's three input buffers: the bytes as little-endian u32 words, the per-image
-/// info and the f32 parameters (layouts in `kernels/augment.wgsl`). `params` must have their
-/// gray means resolved.
+/// The packed bytes as the kernel's source buffer: little-endian u32 words (at least one).
+pub(crate) fn pack_src(data: &[u8]) -> Vec<u32> {
+    let mut src = vec![0u32; data.len().div_ceil(4).max(1)];
+    bytemuck::cast_slice_mut::<u32, u8>(&mut src)[..data.len()].copy_from_slice(data);
+    if cfg!(target_endian = "big") {
+        src.iter_mut().for_each(|w| *w = w.swap_bytes());
+    }
+    src
+}
+
+/// The kernel's per-image info and f32 parameters (layouts in `kernels/augment.wgsl`);
+/// the byte offsets are `images.offsets`, into whichever buffer holds `images.data`.
+/// `params` must have their gray means resolved.
 pub(crate) fn pack(
     images: &PackedImages,
     params: &[AugmentParams],
     size: usize,
     norm: &Normalize,
-) -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+) -> (Vec<u32>, Vec<f32>) {
     let to_u32 = |v: usize| u32::try_from(v).expect("augment: batch exceeds u32 indexing");
-    let mut src = vec![0u32; images.data.len().div_ceil(4).max(1)];
-    bytemuck::cast_slice_mut::<u32, u8>(&mut src)[..images.data.len()].copy_from_slice(images.data);
-    if cfg!(target_endian = "big") {
-        src.iter_mut().for_each(|w| *w = w.swap_bytes());
-    }
     let mut info = vec![to_u32(params.len()), to_u32(size), 0, 0];
     let mut prm = Vec::with_capacity(PRM_HEADER + PRM_STRIDE * params.len());
     prm.extend_from_slice(&norm.mean);
@@ -97,7 +102,7 @@ pub(crate) fn pack(
     }
     debug_assert_eq!(info.len(), INFO_HEADER + 4 * params.len());
     debug_assert_eq!(prm.len(), PRM_HEADER + PRM_STRIDE * params.len());
-    (src, info, prm)
+    (info, prm)
 }
 
 /// Launches the kernel: one invocation per output pixel, grid `(ceil(S²/256), N, 1)`.

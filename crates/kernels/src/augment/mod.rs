@@ -45,10 +45,12 @@
 mod backend;
 mod kernel;
 mod reference;
+mod resample;
 mod stock;
 
 pub use backend::AugmentBackend;
 pub use reference::{augment_reference, estimate_gray_mean, sample_rgb};
+pub use resample::{AxisTaps, EvalTaps, eval_resample};
 pub use stock::augment_stock;
 
 use burn::backend::{Dispatch, DispatchDevice};
@@ -386,32 +388,132 @@ pub fn augment_batch(
     dtype: DType,
     device: &Device,
 ) -> Tensor<4> {
+    check_batch(images, params, dtype);
+    let n = params.len();
+    if !uses_fused_kernel(device, dtype) || n == 0 {
+        let v = augment_reference(images, params, size, norm);
+        return crate::transfer::upload(TensorData::new(v, [n, 3, size, size]), (device, dtype));
+    }
+    check_fused_size(n, size);
+    let src = crate::transfer::upload::<1, Int>(
+        TensorData::new(kernel::pack_src(images.data), [src_len(images)]),
+        (device, DType::U32),
+    );
+    launch_fused(images, &src, params, size, norm, dtype, device)
+}
+
+/// Decoded images uploaded once into one device buffer (`--cache device`): a batch of them
+/// then uploads only its per-sample parameters ([`augment_resident`]).
+#[derive(Clone, Debug)]
+pub struct ResidentImages {
+    src: Tensor<1, Int>,
+    bytes: usize,
+}
+
+impl ResidentImages {
+    /// Uploads `data` — every image's RGB8 bytes back to back, as the [`PackedImages`] of
+    /// later batches will index them — to `device` as one buffer. Check the size against
+    /// [`crate::transfer::device_limits`] first.
+    ///
+    /// # Panics
+    /// If `device` is not a GPU device, or `data` does not fit u32 byte offsets (4 GiB).
+    pub fn upload(data: &[u8], device: &Device) -> Self {
+        assert!(
+            crate::transfer::is_gpu(device),
+            "augment: device-resident images need a GPU (wgpu) device, got {device:?}"
+        );
+        assert!(
+            u32::try_from(data.len()).is_ok(),
+            "augment: {} bytes of images exceed u32 byte offsets (4 GiB)",
+            data.len()
+        );
+        let words = data.len().div_ceil(4).max(1);
+        let src = crate::transfer::upload::<1, Int>(
+            TensorData::new(kernel::pack_src(data), [words]),
+            (device, DType::U32),
+        );
+        Self {
+            src,
+            bytes: data.len(),
+        }
+    }
+
+    /// The images' bytes on the device.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// [`augment_batch`] of images already on the device: `images` indexes the bytes `resident`
+/// holds (`images.data` is the host copy of the same bytes, read only for the contrast
+/// jitter's gray-mean estimate and off the GPU), so the step uploads only the per-image
+/// info and parameters.
+///
+/// # Panics
+/// As [`augment_batch`]; also if `images.data` is not the size `resident` holds.
+pub fn augment_resident(
+    images: &PackedImages,
+    resident: &ResidentImages,
+    params: &[AugmentParams],
+    size: usize,
+    norm: &Normalize,
+    dtype: DType,
+    device: &Device,
+) -> Tensor<4> {
+    assert_eq!(
+        images.data.len(),
+        resident.bytes,
+        "augment: the batch indexes {} bytes of images, the device holds {}",
+        images.data.len(),
+        resident.bytes
+    );
+    if !uses_fused_kernel(device, dtype) || params.is_empty() {
+        return augment_batch(images, params, size, norm, dtype, device);
+    }
+    check_batch(images, params, dtype);
+    check_fused_size(params.len(), size);
+    launch_fused(images, &resident.src, params, size, norm, dtype, device)
+}
+
+fn check_batch(images: &PackedImages, params: &[AugmentParams], dtype: DType) {
     assert!(
         matches!(dtype, DType::F32 | DType::F16),
         "augment: output dtype must be F32 or F16, got {dtype:?}"
     );
     images.check(params);
-    let n = params.len();
-    if !uses_fused_kernel(device, dtype) || n == 0 {
-        let v = augment_reference(images, params, size, norm);
-        return Tensor::from_data(TensorData::new(v, [n, 3, size, size]), (device, dtype));
-    }
+}
+
+fn check_fused_size(n: usize, size: usize) {
     assert!(
         (1..=4095).contains(&size) && n <= 65_535,
         "augment: fused kernel needs 1 ≤ size ≤ 4095 and at most 65,535 images (got {size}, {n})"
     );
+}
+
+/// The fused kernel on `src` (the images' bytes on the device): uploads the per-image info
+/// and parameters, launches.
+fn launch_fused(
+    images: &PackedImages,
+    src: &Tensor<1, Int>,
+    params: &[AugmentParams],
+    size: usize,
+    norm: &Normalize,
+    dtype: DType,
+    device: &Device,
+) -> Tensor<4> {
+    let n = params.len();
     let params = resolve_gray_means(images, params, size);
-    let (src, meta, prm) = kernel::pack(images, &params, size, norm);
-    let src = Tensor::<1, Int>::from_data(
-        TensorData::new(src, [src_len(images)]),
-        (device, DType::U32),
-    );
+    let (meta, prm) = kernel::pack(images, &params, size, norm);
     let meta_len = meta.len();
-    let meta = Tensor::<1, Int>::from_data(TensorData::new(meta, [meta_len]), (device, DType::U32));
+    let meta =
+        crate::transfer::upload::<1, Int>(TensorData::new(meta, [meta_len]), (device, DType::U32));
     let prm_len = prm.len();
-    let prm = Tensor::<1>::from_data(TensorData::new(prm, [prm_len]), (device, DType::F32));
+    let prm = crate::transfer::upload::<1, burn::tensor::Float>(
+        TensorData::new(prm, [prm_len]),
+        (device, DType::F32),
+    );
     Tensor::from_dispatch(<Dispatch as AugmentBackend>::augment_fused(
-        src.into_dispatch(),
+        src.clone().into_dispatch(),
         meta.into_dispatch(),
         prm.into_dispatch(),
         n,

@@ -29,7 +29,8 @@ thread_local! {
     static GPU_KERNELS: Cell<bool> = const { Cell::new(true) };
 }
 
-/// Turns the WGSL BatchNorm kernels on or off for this thread (on by default); off, wgpu
+/// Turns petal's GPU paths on or off for this thread (on by default): the WGSL BatchNorm
+/// kernels and pointwise convolutions as matmuls ([`crate::conv::conv2d`]); off, wgpu
 /// devices run Burn's ops. For before/after measurements (`bench train-step
 /// --compare-conv`) and tests.
 pub fn set_gpu_kernels(enabled: bool) {

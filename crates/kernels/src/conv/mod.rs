@@ -9,8 +9,11 @@
 //! padding, stride, dilation, groups) and, on a Flex device with f32 tensors, runs
 //! [`cpu`]'s kernels: each pass one gemm over a chunk of samples
 //! (`dW += dY·colᵀ`, `dcol = Wᵀ·dY` + col2im, `Y = W·col`), depthwise convolutions as
-//! direct loops. Everywhere else (wgpu, f16, asymmetric padding) it is Burn's own
-//! `conv2d`, which is also the tests' oracle ([`conv2d_reference`]).
+//! direct loops. On wgpu (f32, with [`crate::batch_norm::set_gpu_kernels`] on) a pointwise
+//! convolution (1×1, stride 1, no padding, one group) is one batched matmul on NCHW, without
+//! the layout copies Burn's GPU convolution makes. Everywhere else (other wgpu convolutions,
+//! f16, asymmetric padding) it is Burn's own `conv2d`, which is also the tests' oracle
+//! ([`conv2d_reference`]).
 
 mod backend;
 pub mod cpu;
@@ -92,6 +95,11 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
+    if is_pointwise(&weight.dims(), &options)
+        && crate::batch_norm::uses_gpu_kernels(&x.device(), x.dtype())
+    {
+        return conv1x1_matmul(x, weight, bias);
+    }
     let handled = uses_cpu_kernels(&x.device(), x.dtype())
         && weight.dtype() == DType::F32
         && backend::geometry(&x.dims(), &weight.dims(), &options).is_some();
@@ -108,6 +116,33 @@ pub fn conv2d(
             let o = b.dims()[0];
             y + b.reshape([1, o, 1, 1])
         }
+        None => y,
+    }
+}
+
+/// A 1×1 convolution with stride 1, no padding and one group.
+fn is_pointwise(w: &[usize; 4], options: &ConvOptions<2>) -> bool {
+    w[2] == 1
+        && w[3] == 1
+        && options.stride == [1, 1]
+        && options.padding.iter().all(|&(a, b)| a == 0 && b == 0)
+        && options.groups == 1
+}
+
+/// A pointwise convolution as one batched matmul on NCHW as it lies, `Y[n] = W · X[n]` with
+/// `X[n]` the sample's `[C, H·W]` block (the weight broadcast over the batch): on the GPU,
+/// Burn's `conv2d` wraps its gemm in layout copies to and from channels-last (about four
+/// dispatches per convolution, forward and backward), the matmul needs none. Autodiff takes
+/// the gradients through the matmul (`dX[n] = Wᵀ·dY[n]`, `dW = Σₙ dY[n]·X[n]ᵀ`).
+fn conv1x1_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let o = weight.dims()[0];
+    let y = weight
+        .reshape([1, o, c])
+        .matmul(x.reshape([n, c, h * w]))
+        .reshape([n, o, h, w]);
+    match bias {
+        Some(b) => y + b.reshape([1, o, 1, 1]),
         None => y,
     }
 }
