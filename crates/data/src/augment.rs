@@ -448,8 +448,9 @@ fn keyed_rng(seed: u64, epoch: u64, id: u64, tag: &[u8; 8]) -> ChaCha8Rng {
 /// A batch through the eval transform (mirrored first when `flip`, for test-time
 /// augmentation) as `[N, 3, S, S]` f32 on `device`. On a GPU: one pass of
 /// [`eval_resample`] (Pillow's fixed-point taps from [`EvalTransform::device_taps`]),
-/// reading a resident batch's images where they already are; elsewhere the PIL-exact CPU
-/// path ([`EvalTransform::apply`], one image per rayon task). Both give the same 8-bit values.
+/// reading a resident batch's images where they already are; elsewhere — and for a batch
+/// bigger than the adapter's largest buffer — the PIL-exact CPU path
+/// ([`EvalTransform::apply`], one image per rayon task). Both give the same 8-bit values.
 pub fn eval_preprocess(
     t: &EvalTransform,
     batch: &PackedBatch,
@@ -457,7 +458,12 @@ pub fn eval_preprocess(
     device: &Device,
 ) -> Tensor<4> {
     let s = t.crop as usize;
-    if petal_kernels::transfer::is_gpu(device) && !batch.is_empty() {
+    // The images go to the kernel as one buffer (or already are there): a batch larger
+    // than the adapter's largest buffer, or than u32 byte offsets, takes the CPU path.
+    let fits = |limit: u64| batch.images().data.len() as u64 <= limit.min(u32::MAX as u64);
+    let on_gpu = batch.resident().is_some()
+        || petal_kernels::transfer::device_limits(device).is_some_and(|l| fits(l.max_buffer));
+    if on_gpu && petal_kernels::transfer::is_gpu(device) && !batch.is_empty() {
         let taps: Vec<_> = batch
             .sizes
             .iter()
