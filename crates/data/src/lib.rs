@@ -8,9 +8,11 @@
 //!   files reported and skipped, seeded stratified split).
 //! - [`oxford`]: Oxford 102 Flowers in its native layout with the official splits.
 //! - [`synthetic`]: seeded procedural flowers, the built-in data set of a fresh machine.
-//! - [`loader`]: packed uint8 batches, decoded in parallel ahead of the training step.
+//! - [`loader`]: packed uint8 batches, decoded in parallel ahead of the training step, or
+//!   (`--cache device`) offsets into every image decoded once onto the GPU.
 //! - [`augment`]: the training augmentation / eval preprocessing of packed batches as one
-//!   fused GPU pass (seeded per-sample parameters; CPU reference off wgpu).
+//!   fused GPU pass (seeded per-sample parameters; CPU reference off wgpu), and the eval
+//!   transform as one GPU pass with Pillow's 8-bit values ([`augment::eval_preprocess`]).
 //! - [`mix`]: MixUp / CutMix batch parameters and soft targets (timm's `Mixup`).
 #![warn(missing_docs)]
 
