@@ -7,7 +7,7 @@
 use crate::common::*;
 use burn::tensor::DType;
 use petal::data::PackedBatch;
-use petal::data::augment::{AugmentConfig, Padding, Pipeline, eval_params, packed};
+use petal::data::augment::{AugmentConfig, Padding, Pipeline, eval_params};
 use petal::data::mix::Mix;
 use petal::data::transform::normalise_chw;
 use petal::kernels::augment::{
@@ -101,7 +101,7 @@ fn augment_kernel_matches_reference_on_odd_sizes_wgpu() {
     let norm = Normalize::default();
     for (size, seed) in [(40, 11u64), (33, 12)] {
         let params = random_params(&b, size, seed);
-        let images = packed(&b);
+        let images = b.images();
         let expected = augment_reference(&images, &params, size, &norm);
         let out = augment_batch(&images, &params, size, &norm, DType::F32, &gpu);
         assert_eq!(out.dims(), [b.len(), 3, size, size]);
@@ -123,7 +123,7 @@ fn augment_identities_wgpu() {
     let s = 24usize;
     let b = batch(&[(s as u32, s as u32), (s as u32, s as u32)], 2);
     let norm = Normalize::default();
-    let images = packed(&b);
+    let images = b.images();
     let identity = vec![AugmentParams::identity(); 2];
     // The source pixels, normalised as ToTensor + Normalize do.
     let mut expected = Vec::new();
@@ -264,7 +264,7 @@ fn augment_on_flex_is_the_reference_and_eval_crops_exactly() {
         1,
     );
     let out = values(pipe.apply(&b, 0, &cpu));
-    let expected = augment_reference(&packed(&b), &pipe.params(&b, 0), 16, &pipe.normalize());
+    let expected = augment_reference(&b.images(), &pipe.params(&b, 0), 16, &pipe.normalize());
     assert_eq!(out, expected);
     // f16 output and an autodiff Flex device also take the reference path.
     let half = pipe.apply_as(&b, 0, DType::F16, &cpu);
@@ -455,7 +455,7 @@ fn mixed_params(b: &PackedBatch, size: usize, seed: u64) -> Vec<AugmentParams> {
 fn augment_mixed_batch_kernel_matches_reference_wgpu() {
     let gpu = wgpu();
     let b = batch(&ODD_SIZES, 21);
-    let images = packed(&b);
+    let images = b.images();
     // On [0, 1] values (no normalisation) the f32 bound is 1e-5; ImageNet's normalisation
     // divides by std ≥ 0.224, so the same error grows by up to 1 / 0.224.
     let unit = Normalize {
@@ -521,7 +521,7 @@ fn augment_mixing_by_hand_on_both_paths_wgpu() {
         want[192 + p] = if red { 1.0 } else { 0.0 };
         want[192 + 128 + p] = if red { 0.0 } else { 1.0 };
     }
-    let images = packed(&b);
+    let images = b.images();
     assert_eq!(augment_reference(&images, &params, 8, &norm), want);
     let got = values(augment_batch(
         &images,
@@ -543,7 +543,7 @@ fn augment_mixing_blends_the_unmixed_outputs() {
     let b = batch(&[(50, 40), (31, 64), (64, 31), (40, 40)], 5);
     let size = 24;
     let norm = Normalize::default();
-    let images = packed(&b);
+    let images = b.images();
     let mixed = mixed_params(&b, size, 7);
     let plain: Vec<AugmentParams> = mixed.iter().map(|p| p.with_mix(None)).collect();
     let base = augment_reference(&images, &plain, size, &norm);

@@ -19,8 +19,7 @@ use crate::transform::EvalTransform;
 use crate::transform::{IMAGENET_MEAN, IMAGENET_STD};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use petal_kernels::augment::{
-    AugmentParams, Normalize, PackedImages, PixelMix, augment_batch, augment_resident,
-    eval_resample,
+    AugmentParams, Normalize, PixelMix, augment_batch, augment_resident, eval_resample,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -489,11 +488,6 @@ pub fn eval_preprocess(
         TensorData::new(per.concat(), [batch.len(), 3, s, s]),
         device,
     )
-}
-
-/// The batch's bytes as the kernel's [`PackedImages`] ([`PackedBatch::images`]).
-pub fn packed(batch: &PackedBatch) -> PackedImages<'_> {
-    batch.images()
 }
 
 /// torchvision's `Resize(resize)` (shorter side, `int()` of the longer) then

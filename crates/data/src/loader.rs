@@ -189,22 +189,16 @@ impl PackedBatch {
         if self.store.is_some() {
             return Ok(self);
         }
-        let shorter = self.sizes.iter().map(|&(w, h)| w.min(h)).max().unwrap_or(0);
-        check_device_fit(self.data.len(), self.len(), shorter, device)?;
         let slots = self
             .offsets
             .iter()
             .zip(&self.sizes)
             .map(|(&o, &s)| Some((o, s)))
             .collect();
-        let store = ResidentStore {
-            device: ResidentImages::upload(&self.data, device),
-            data: self.data,
-            slots,
-        };
+        let (store, _) = ResidentStore::upload(self.data, slots, device)?;
         Ok(PackedBatch {
             data: Vec::new(),
-            store: Some(StoreRef(Arc::new(store))),
+            store: Some(store),
             ..self
         })
     }
@@ -256,6 +250,27 @@ pub struct ResidentStore {
     pub slots: Vec<Option<(usize, (u32, u32))>>,
     /// The same bytes in one device buffer.
     pub device: ResidentImages,
+}
+
+impl ResidentStore {
+    /// `data` with its `slots`, uploaded to `device` once [`check_device_fit`] accepts
+    /// them; also the device's largest buffer.
+    fn upload(
+        data: Vec<u8>,
+        slots: Vec<Option<(usize, (u32, u32))>>,
+        device: &Device,
+    ) -> Result<(StoreRef, u64), DataError> {
+        let sizes = slots.iter().flatten().map(|&(_, size)| size);
+        let images = sizes.clone().count();
+        let shorter = sizes.map(|(w, h)| w.min(h)).max().unwrap_or(0);
+        let max_buffer = check_device_fit(data.len(), images, shorter, device)?;
+        let store = ResidentStore {
+            device: ResidentImages::upload(&data, device),
+            data,
+            slots,
+        };
+        Ok((StoreRef(Arc::new(store)), max_buffer))
+    }
 }
 
 /// A shared [`ResidentStore`] (equal when it is the same store).
@@ -378,6 +393,16 @@ fn decode(source: &Source, config: &LoaderConfig, i: usize) -> Result<RgbImage, 
     Ok(img)
 }
 
+/// The decoding threads `config.threads` asks for (`None`: rayon's global pool).
+fn decode_pool(config: &LoaderConfig) -> Option<rayon::ThreadPool> {
+    config.threads.map(|n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .expect("decode thread pool")
+    })
+}
+
 /// Marks sample `i` bad and reports it once.
 fn report(
     source: &Source,
@@ -433,40 +458,28 @@ impl Loader {
                 .map(|i| decode(source, config, i))
                 .collect()
         };
-        let decoded = match config.threads {
-            Some(n) => rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .expect("decode thread pool")
-                .install(load_all),
+        let decoded = match decode_pool(config) {
+            Some(pool) => pool.install(load_all),
             None => load_all(),
         };
         let mut data = Vec::new();
         let mut slots = Vec::with_capacity(decoded.len());
-        let (mut failed, mut shorter) = (0, 0);
         for (i, img) in decoded.into_iter().enumerate() {
             match img {
                 Ok(img) => {
                     slots.push(Some((data.len(), img.dimensions())));
-                    shorter = shorter.max(img.width().min(img.height()));
                     data.extend_from_slice(img.as_raw());
                 }
                 Err(reason) => {
                     report(source, &self.bad, &self.warnings, i, reason);
                     slots.push(None);
-                    failed += 1;
                 }
             }
         }
-        let images = slots.len() - failed;
-        let max_buffer = check_device_fit(data.len(), images, shorter, device)?;
-        let bytes = data.len();
-        let store = ResidentStore {
-            device: ResidentImages::upload(&data, device),
-            data,
-            slots,
-        };
-        self.store = Some(StoreRef(Arc::new(store)));
+        let images = slots.iter().flatten().count();
+        let (failed, bytes) = (slots.len() - images, data.len());
+        let (store, max_buffer) = ResidentStore::upload(data, slots, device)?;
+        self.store = Some(store);
         Ok(ResidentSummary {
             images,
             failed,
@@ -546,12 +559,7 @@ impl Loader {
                 Ok(img)
             };
             let report = |i: usize, reason: String| report(&source, &bad, &warnings, i, reason);
-            let pool = config.threads.map(|n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n.max(1))
-                    .build()
-                    .expect("decode thread pool")
-            });
+            let pool = decode_pool(&config);
             let b = config.batch_size;
             let mut spare = order.len(); // replacements are drawn from the order, wrapping
             for chunk in order.chunks(b).skip(skip) {

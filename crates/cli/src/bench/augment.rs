@@ -67,7 +67,7 @@ struct AugmentReport {
 
 /// Runs `petal bench augment`.
 pub fn run(args: AugmentArgs) -> Result<i32> {
-    use petal_data::augment::{AugmentConfig, Pipeline, packed};
+    use petal_data::augment::{AugmentConfig, Pipeline};
     use petal_kernels::augment::{augment_reference, augment_stock};
 
     use petal_trainer::config::{MAX_BATCH_SIZE, MAX_IMAGE_SIZE};
@@ -122,7 +122,7 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
         epoch += 1;
         let params = pipe.params(&batch, epoch);
         drop(augment_stock(
-            &packed(&batch),
+            &batch.images(),
             &params,
             args.size,
             &norm,
@@ -135,7 +135,7 @@ pub fn run(args: AugmentArgs) -> Result<i32> {
         epoch += 1;
         let params = pipe.params(&batch, epoch);
         drop(augment_reference(
-            &packed(&batch),
+            &batch.images(),
             &params,
             args.size,
             &norm,

@@ -450,14 +450,13 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let mut dispatches_by_phase = None;
     let mut uploaded = None;
     if selected.is_wgpu {
+        eprintln!("  dispatch count: 2 steps…");
+        // The same step counts its launches and its uploads.
+        let watch = DispatchWatch::start();
         let before = petal_kernels::transfer::uploaded_bytes();
         let (m, _) = run(model.take().expect("model"), Mode::Step);
         model = Some(m);
         uploaded = Some(petal_kernels::transfer::uploaded_bytes() - before);
-        eprintln!("  dispatch count: 2 steps…");
-        let watch = DispatchWatch::start();
-        let (m, _) = run(model.take().expect("model"), Mode::Step);
-        model = Some(m);
         sync(&device);
         dispatches = Some(watch.snapshot());
         drop(watch);

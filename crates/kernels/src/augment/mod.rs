@@ -53,7 +53,7 @@ pub use reference::{augment_reference, estimate_gray_mean, sample_rgb};
 pub use resample::{AxisTaps, EvalTaps, eval_resample};
 pub use stock::augment_stock;
 
-use burn::backend::{Dispatch, DispatchDevice};
+use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -311,16 +311,22 @@ impl PackedImages<'_> {
         }
         let params = params.len();
         assert_eq!(
+            params,
+            self.sizes.len(),
+            "augment: {params} parameter sets for {} images",
+            self.sizes.len()
+        );
+        self.check_images();
+    }
+
+    /// # Panics
+    /// If offsets and sizes disagree in length, or an image is empty or lies outside `data`.
+    pub(crate) fn check_images(&self) {
+        assert_eq!(
             self.offsets.len(),
             self.sizes.len(),
             "augment: {} offsets for {} sizes",
             self.offsets.len(),
-            self.sizes.len()
-        );
-        assert_eq!(
-            params,
-            self.sizes.len(),
-            "augment: {params} parameter sets for {} images",
             self.sizes.len()
         );
         for (i, (&o, &(w, h))) in self.offsets.iter().zip(self.sizes).enumerate() {
@@ -362,11 +368,7 @@ pub fn resolve_gray_means(
 /// Whether [`augment_batch`] runs the fused kernel on `device` (a CubeCL device — petal
 /// compiles only the wgpu runtime) for output `dtype` (f32 or f16).
 pub fn uses_fused_kernel(device: &Device, dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F16)
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Cube(_)
-        )
+    matches!(dtype, DType::F32 | DType::F16) && crate::transfer::is_gpu(device)
 }
 
 /// Augments a batch: one fused pass on wgpu devices; the CPU reference (rayon) on any other
@@ -395,10 +397,7 @@ pub fn augment_batch(
         return crate::transfer::upload(TensorData::new(v, [n, 3, size, size]), (device, dtype));
     }
     check_fused_size(n, size);
-    let src = crate::transfer::upload::<1, Int>(
-        TensorData::new(kernel::pack_src(images.data), [src_len(images)]),
-        (device, DType::U32),
-    );
+    let src = upload_src(images.data, device);
     launch_fused(images, &src, params, size, norm, dtype, device)
 }
 
@@ -427,13 +426,8 @@ impl ResidentImages {
             "augment: {} bytes of images exceed u32 byte offsets (4 GiB)",
             data.len()
         );
-        let words = data.len().div_ceil(4).max(1);
-        let src = crate::transfer::upload::<1, Int>(
-            TensorData::new(kernel::pack_src(data), [words]),
-            (device, DType::U32),
-        );
         Self {
-            src,
+            src: upload_src(data, device),
             bytes: data.len(),
         }
     }
@@ -522,7 +516,9 @@ fn launch_fused(
     ))
 }
 
-/// Number of u32 words the packed bytes take (at least one).
-fn src_len(images: &PackedImages) -> usize {
-    images.data.len().div_ceil(4).max(1)
+/// Packed RGB8 bytes uploaded as the kernels' u32 source buffer (at least one word).
+fn upload_src(data: &[u8], device: &Device) -> Tensor<1, Int> {
+    let words = kernel::pack_src(data);
+    let len = words.len();
+    crate::transfer::upload(TensorData::new(words, [len]), (device, DType::U32))
 }

@@ -1,7 +1,7 @@
 //! `kernels/eval_resample.wgsl`: the eval transform (Pillow's antialiased bilinear resize,
 //! center crop, normalise) on the device, from taps the host computes.
 
-use super::{AugmentBackend, kernel::pack_src};
+use super::AugmentBackend;
 use super::{Normalize, PackedImages, ResidentImages};
 use crate::transfer::upload;
 use burn::backend::Dispatch;
@@ -120,7 +120,7 @@ pub fn eval_resample(
     if n == 0 {
         return Tensor::zeros([0, 3, size, size], (device, DType::F32));
     }
-    images.check(&vec![super::AugmentParams::identity(); n]);
+    images.check_images();
     let src = match resident {
         Some(r) => {
             assert_eq!(
@@ -130,13 +130,7 @@ pub fn eval_resample(
             );
             r.src.clone()
         }
-        None => upload::<1, Int>(
-            TensorData::new(
-                pack_src(images.data),
-                [images.data.len().div_ceil(4).max(1)],
-            ),
-            (device, DType::U32),
-        ),
+        None => super::upload_src(images.data, device),
     };
     let (info, buf) = pack(images, taps, size);
     let (info_len, buf_len) = (info.len(), buf.len());

@@ -21,7 +21,6 @@ mod backend;
 pub mod cpu;
 mod gpu;
 
-use burn::backend::DispatchDevice;
 use burn::prelude::Device;
 use std::cell::Cell;
 
@@ -40,12 +39,7 @@ pub fn set_gpu_kernels(enabled: bool) {
 /// Whether [`batch_norm`] runs the WGSL kernels for a training BatchNorm of `dtype` on
 /// `device`.
 pub fn uses_gpu_kernels(device: &Device, dtype: DType) -> bool {
-    dtype == DType::F32
-        && GPU_KERNELS.with(Cell::get)
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Cube(_)
-        )
+    dtype == DType::F32 && GPU_KERNELS.with(Cell::get) && crate::transfer::is_gpu(device)
 }
 
 pub use backend::BatchNormBackend;

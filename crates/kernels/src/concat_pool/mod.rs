@@ -27,7 +27,7 @@ pub use backend::ConcatPoolBackend;
 pub use kernel::set_grid_row_limit;
 pub use reference::concat_pool_reference;
 
-use burn::backend::{Dispatch, DispatchDevice};
+use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -44,11 +44,7 @@ pub enum PoolOrder {
 /// Whether [`concat_pool`] runs the fused kernel for a tensor of `dtype` on `device`
 /// (a CubeCL device — petal compiles only the wgpu runtime — with f32 or f16).
 pub fn uses_fused_kernel(device: &Device, dtype: DType) -> bool {
-    matches!(dtype, DType::F32 | DType::F16)
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::Cube(_)
-        )
+    matches!(dtype, DType::F32 | DType::F16) && crate::transfer::is_gpu(device)
 }
 
 /// Concat-pool on whatever device `x` lives on: the fused kernel on wgpu, the stock-op

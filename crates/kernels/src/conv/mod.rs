@@ -111,6 +111,11 @@ pub fn conv2d(
         weight.into_dispatch(),
         options,
     ));
+    with_bias(y, bias)
+}
+
+/// `y + bias` per output channel.
+fn with_bias(y: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
     match bias {
         Some(b) => {
             let o = b.dims()[0];
@@ -141,10 +146,7 @@ fn conv1x1_matmul(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>) -> T
         .reshape([1, o, c])
         .matmul(x.reshape([n, c, h * w]))
         .reshape([n, o, h, w]);
-    match bias {
-        Some(b) => y + b.reshape([1, o, 1, 1]),
-        None => y,
-    }
+    with_bias(y, bias)
 }
 
 #[cfg(test)]
