@@ -1,6 +1,6 @@
 // BatchNorm backward, the input gradient: dx = γ / σ · (g − Σg/M − x̂ · Σg·x̂/M) with the
-// batch's statistics (info[6] != 0), γ / σ · g with running ones; g masked by the ReLU
-// (recomputed from x) when info[5] != 0. `sums` as batch_norm_backward_sums.wgsl gives them.
+// batch's statistics (info[6] != 0), γ / σ · g with running ones; g the output gradient
+// through the activation info[5] names (recomputed from x). `sums` as batch_norm_backward_sums.wgsl gives them.
 
 @group(0) @binding(0) var<storage, read_write> x_buf: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
@@ -27,8 +27,8 @@ fn main(
     let sigma = sqrt(stats[channels + c] + epsilon());
     let v = x_buf[offset(d.x, c, d.z, X)];
     var g = grad[offset(d.x, c, d.z, GRAD)];
-    if (info[5] != 0u && affine(v, mean, sigma, gamma[c], beta[c]) <= 0.0) {
-        g = 0.0;
+    if (info[5] != 0u) {
+        g = through_activation(affine(v, mean, sigma, gamma[c], beta[c]), g);
     }
     var mg = 0.0;
     var mgx = 0.0;

@@ -1,5 +1,6 @@
 // BatchNorm backward, per channel: out [2C] = [Σg … , Σg·x̂ …], g the output gradient
-// (zero where the ReLU, recomputed from x, was off) and x̂ = (x − mean) / sqrt(var + ε).
+// through the activation (recomputed from x: zero where the ReLU was off, times SiLU's
+// derivative) and x̂ = (x − mean) / sqrt(var + ε).
 // Σg is β's gradient, Σg·x̂ γ's.
 
 @group(0) @binding(0) var<storage, read_write> x_buf: array<f32>;
@@ -17,7 +18,6 @@ fn main(
 ) {
     let channels = info[2];
     let m = info[7];
-    let relu = info[5] != 0u;
     let c = workgroup_index(wid);
     let valid = c < channels;
     var sg = 0.0;
@@ -34,8 +34,8 @@ fn main(
             let v = x_buf[walk_offset(at, c, xs)];
             var g = grad[walk_offset(at, c, gs)];
             at = walk_next(at);
-            if (relu && affine(v, mean, sigma, gm, bt) <= 0.0) {
-                g = 0.0;
+            if (info[5] != 0u) {
+                g = through_activation(affine(v, mean, sigma, gm, bt), g);
             }
             sg = sg + g;
             sgx = sgx + g * ((v - mean) / sigma);

@@ -3,7 +3,7 @@
 // hand over channels-last views, which a copy to NCHW would cost a dispatch each — and the
 // outputs are contiguous. A channel's M = N·H·W values are addressed by i in 0..M.
 // Every kernel declares `info` = [elements, H·W, C, workgroups per grid row, ε (f32 bits),
-// relu, batch statistics, M, W, x's 4 strides and plain-NCHW flag, the gradient's]. The per-channel
+// activation (0 none, 1 ReLU, 2 SiLU), batch statistics, M, W, x's 4 strides and plain-NCHW flag, the gradient's]. The per-channel
 // kernels run one workgroup of 256 per channel; the element kernels one invocation per
 // element. Both lay their workgroups over a 2-D grid (x = info[3] per row) to pass the
 // 65,535 limit.
@@ -109,4 +109,28 @@ fn reduce_pair(lid: u32) {
 // Burn's `batch_norm` expression: (x − mean) / sqrt(var + ε) · γ + β.
 fn affine(v: f32, mean: f32, sigma: f32, gamma: f32, beta: f32) -> f32 {
     return (v - mean) / sigma * gamma + beta;
+}
+
+// The activation info[5] names, of the affine value z: none, ReLU, or SiLU z · sigmoid(z).
+fn activate(z: f32) -> f32 {
+    if (info[5] == 1u) {
+        return max(z, 0.0);
+    }
+    if (info[5] == 2u) {
+        return z / (1.0 + exp(-z));
+    }
+    return z;
+}
+
+// The output gradient g through the activation at z: masked by the ReLU, or times SiLU's
+// derivative s · (1 + z · (1 − s)), s = sigmoid(z).
+fn through_activation(z: f32, g: f32) -> f32 {
+    if (info[5] == 1u) {
+        return select(g, 0.0, z <= 0.0);
+    }
+    if (info[5] == 2u) {
+        let s = 1.0 / (1.0 + exp(-z));
+        return g * (s * (1.0 + z * (1.0 - s)));
+    }
+    return g;
 }

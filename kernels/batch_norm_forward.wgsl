@@ -1,4 +1,5 @@
-// BatchNorm forward: out = (x − mean) / sqrt(var + ε) · γ + β, then ReLU when info[5] != 0.
+// BatchNorm forward: out = (x − mean) / sqrt(var + ε) · γ + β, then the activation info[5] names
+// (none, ReLU, SiLU).
 
 @group(0) @binding(0) var<storage, read_write> x_buf: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
@@ -20,9 +21,5 @@ fn main(
     let d = decode(i);
     let c = d.y;
     let sigma = sqrt(stats[channels + c] + epsilon());
-    var y = affine(x_buf[offset(d.x, c, d.z, X)], stats[c], sigma, gamma[c], beta[c]);
-    if (info[5] != 0u) {
-        y = max(y, 0.0);
-    }
-    out_buf[i] = y;
+    out_buf[i] = activate(affine(x_buf[offset(d.x, c, d.z, X)], stats[c], sigma, gamma[c], beta[c]));
 }

@@ -9,7 +9,9 @@ is reported.
 Usage: scripts/compare_rounds.py ARCH SIZE [BATCH] [ROUNDS]
 Env: PETAL_BIN (default: $CARGO_TARGET_DIR/release/petal), PYTHON (a Python with torch +
      torchvision; default python3), RUNS / WARMUP per process (default 5 / 1), OUT (also
-     write every result as JSON).
+     write every result as JSON), PETAL_BEFORE (an older petal binary: each round also
+     runs it, right after the current one, for a before/after from the same rounds),
+     STOCK=0 (leave out `--compare-conv`, the step with Burn's conv/BatchNorm).
 """
 import json
 import os
@@ -25,6 +27,8 @@ petal = os.environ.get("PETAL_BIN") or os.path.join(
     os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "release", "petal")
 python = os.environ.get("PYTHON", "python3")
 runs, warmup = os.environ.get("RUNS", "5"), os.environ.get("WARMUP", "1")
+before = os.environ.get("PETAL_BEFORE")
+stock = os.environ.get("STOCK", "1") != "0"
 common = ["--arch", arch, "--image-size", size, "--batch", batch, "--runs", runs,
           "--warmup", warmup, "--json"]
 
@@ -40,18 +44,28 @@ print(f"{arch} {size}² batch {batch}: {rounds} rounds of {runs} steps (after {w
 for r in range(rounds):
     pt = run([python, os.path.join(root, "benches/pytorch/train_step.py"), "--device", "cpu",
               *common])
-    pe = run([petal, "bench", "train-step", "--device", "cpu", "--compare-conv", *common])
+    flags = ["--compare-conv"] if stock else []
+    pe = run([petal, "bench", "train-step", "--device", "cpu", *flags, *common])
     row = {"pytorch_ms": pt["step_ms"], "petal_ms": pe["step_ms"],
-           "petal_stock_ms": pe["step_ms_stock_conv"],
            "ratio": pt["step_ms"] / pe["step_ms"],
-           "ratio_stock": pt["step_ms"] / pe["step_ms_stock_conv"],
            "pytorch_peak": pt["peak_mem_bytes"], "petal_peak": pe["peak_mem_bytes"]}
+    line = (f"  round {r + 1}: PyTorch {row['pytorch_ms']:.1f} ms, petal {row['petal_ms']:.1f} ms "
+            f"({row['ratio']:.3f}x)")
+    if stock:
+        row["petal_stock_ms"] = pe["step_ms_stock_conv"]
+        row["ratio_stock"] = pt["step_ms"] / pe["step_ms_stock_conv"]
+        line += (f", petal with Burn's conv/BatchNorm {row['petal_stock_ms']:.1f} ms "
+                 f"({row['ratio_stock']:.3f}x)")
+    if before:
+        pb = run([before, "bench", "train-step", "--device", "cpu", *common])
+        row["petal_before_ms"] = pb["step_ms"]
+        row["ratio_before"] = pt["step_ms"] / pb["step_ms"]
+        line += f", petal before {row['petal_before_ms']:.1f} ms ({row['ratio_before']:.3f}x)"
     results.append({"pytorch": pt, "petal": pe, **row})
-    print(f"  round {r + 1}: PyTorch {row['pytorch_ms']:.1f} ms, petal {row['petal_ms']:.1f} ms "
-          f"({row['ratio']:.3f}x), petal with Burn's conv/BatchNorm {row['petal_stock_ms']:.1f} ms "
-          f"({row['ratio_stock']:.3f}x)", file=sys.stderr)
-med = {k: statistics.median(x[k] for x in results)
-       for k in ("pytorch_ms", "petal_ms", "petal_stock_ms", "ratio", "ratio_stock")}
+    print(line, file=sys.stderr)
+keys = [k for k in ("pytorch_ms", "petal_ms", "petal_stock_ms", "petal_before_ms", "ratio",
+                    "ratio_stock", "ratio_before") if k in results[0]]
+med = {k: statistics.median(x[k] for x in results) for k in keys}
 print(json.dumps({"arch": arch, "size": int(size), "batch": int(batch), "rounds": rounds,
                   "runs": int(runs), "warmup": int(warmup), "median": med}, indent=2))
 if os.environ.get("OUT"):

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
 use petal::kernels::batch_norm::{
-    Stats, batch_norm, batch_norm_reference, set_gpu_kernels, uses_gpu_kernels,
+    Act, Stats, batch_norm, batch_norm_reference, set_gpu_kernels, uses_gpu_kernels,
 };
 use petal::kernels::conv::{conv2d, conv2d_reference, set_cpu_kernels, uses_cpu_kernels};
 use petal::kernels::dispatch::count_dispatches;
@@ -76,7 +76,8 @@ const fn case(x: [usize; 4], o: usize, k: usize, stride: usize, pad: usize, grou
 /// bottleneck / transition, ResNet projection, stride 2), 3×3 pad 1, the 7×7/2 stem, 3×3/2,
 /// depthwise 3×3 and 5×5/2 (MobileNet / EfficientNet), ConvNeXt's 7×7 depthwise with bias,
 /// grouped, dilated, non-square kernel and stride, odd sizes, a 1×1 spatial SE squeeze, and
-/// a batch larger than one chunk of samples.
+/// a batch larger than one chunk of samples; stride-1 kernels on maps large enough for the
+/// shifted gemms.
 fn cases() -> Vec<Case> {
     let mut v = vec![
         case([3, 12, 9, 7], 8, 1, 1, 0, 1),
@@ -88,11 +89,25 @@ fn cases() -> Vec<Case> {
         case([2, 6, 13, 12], 6, 5, 2, 2, 6),
         case([2, 8, 6, 6], 12, 3, 1, 1, 4),
         case([2, 8, 1, 1], 4, 1, 1, 0, 1),
-        case([70, 4, 64, 64], 4, 3, 1, 1, 1),
+        // Stride-1 kernels on maps large enough for the shifted gemms (`conv::shifted`).
+        case([3, 6, 16, 14], 5, 3, 1, 1, 1),
+        case([2, 4, 30, 28], 3, 5, 1, 2, 1),
+        case([2, 5, 20, 19], 4, 3, 1, 0, 1),
     ];
     v.push(Case {
         bias: true,
         ..case([2, 6, 10, 9], 6, 7, 1, 3, 6)
+    });
+    // More samples than one im2col chunk (dilated, so not the shifted gemms).
+    v.push(Case {
+        dil: [2, 2],
+        ..case([70, 4, 64, 64], 4, 3, 1, 2, 1)
+    });
+    v.push(Case {
+        k: [1, 3],
+        pad: [0, 1],
+        bias: true,
+        ..case([2, 4, 12, 12], 6, 1, 1, 0, 1)
     });
     v.push(Case {
         dil: [2, 1],
@@ -215,7 +230,7 @@ fn bn_grads(
     device: &Device,
     petal: bool,
     running: bool,
-    relu: bool,
+    act: Act,
 ) -> Vec<Vec<f32>> {
     let c = shape[1];
     // An offset and scale per channel, so the statistics are not trivially 0 / 1.
@@ -237,7 +252,7 @@ fn bn_grads(
     } else {
         batch_norm_reference
     };
-    let out = f(x.clone(), gamma.clone(), beta.clone(), stats, 1e-5, relu);
+    let out = f(x.clone(), gamma.clone(), beta.clone(), stats, 1e-5, act);
     let r = t4(shape, 11, device);
     let grads = (out.output.clone() * r).sum().backward();
     let mut v = vec![
@@ -253,22 +268,22 @@ fn bn_grads(
     v
 }
 
-/// petal's BatchNorm (+ReLU) vs Burn's ops on `device`, every shape, both kinds of
-/// statistics, with and without ReLU: output, the three gradients and the batch statistics
+/// petal's BatchNorm (+ReLU, +SiLU) vs Burn's ops on `device`, every shape, both kinds of
+/// statistics, each activation: output, the three gradients and the batch statistics
 /// within `tol` (relative to each tensor's scale).
 fn batch_norm_matches_burns_ops(device: &Device, tol: f32) {
     for shape in [[4, 5, 7, 6], [3, 16, 1, 1], [70, 3, 16, 16], [2, 40, 2, 2]] {
         for running in [false, true] {
-            for relu in [false, true] {
-                let petal = bn_grads(shape, device, true, running, relu);
-                let reference = bn_grads(shape, device, false, running, relu);
+            for act in [Act::Identity, Act::Relu, Act::Silu] {
+                let petal = bn_grads(shape, device, true, running, act);
+                let reference = bn_grads(shape, device, false, running, act);
                 assert_eq!(petal.len(), reference.len());
                 let names = ["output", "dx", "dgamma", "dbeta", "mean", "variance"];
                 for ((a, b), what) in petal.iter().zip(&reference).zip(names) {
                     let err = rel(a, b);
                     assert!(
                         err <= tol,
-                        "{what} of {shape:?} running {running} relu {relu}: error {err:e}"
+                        "{what} of {shape:?} running {running} {act:?}: error {err:e}"
                     );
                 }
             }
@@ -277,12 +292,12 @@ fn batch_norm_matches_burns_ops(device: &Device, tol: f32) {
 }
 
 #[test]
-fn batch_norm_relu_matches_burns_ops_value_and_gradients_flex() {
+fn batch_norm_activations_match_burns_ops_value_and_gradients_flex() {
     batch_norm_matches_burns_ops(&flex().autodiff(), 2e-5);
 }
 
 #[test]
-fn batch_norm_relu_matches_burns_ops_value_and_gradients_wgpu() {
+fn batch_norm_activations_match_burns_ops_value_and_gradients_wgpu() {
     let device = wgpu().autodiff();
     assert!(uses_gpu_kernels(&device, burn::tensor::DType::F32));
     batch_norm_matches_burns_ops(&device, 2e-5);
@@ -304,7 +319,14 @@ fn batch_norm_reads_channels_last_views_wgpu() {
             batch_norm_reference
         };
         let xv = x.clone().permute([0, 3, 1, 2]);
-        let out = f(xv, gamma.clone(), beta.clone(), Stats::Batch, 1e-5, true);
+        let out = f(
+            xv,
+            gamma.clone(),
+            beta.clone(),
+            Stats::Batch,
+            1e-5,
+            Act::Relu,
+        );
         // An output gradient that is itself a channels-last view.
         let r = t4([n, h, w, c], 24, &device).permute([0, 3, 1, 2]);
         let y = out.output * 1.0;
@@ -341,7 +363,7 @@ fn batch_norm_statistics_by_hand(device: &Device) {
         Tensor::from_data([0.5, 0.0], device),
         Stats::Batch,
         0.0,
-        true,
+        Act::Relu,
     );
     let (m, v) = out.batch_stats.expect("batch statistics");
     assert_eq!(values(m.inner()), vec![3.0, -1.0]);
@@ -373,8 +395,8 @@ fn batch_norm_with_the_kernels_off_is_burns_on_wgpu() {
     let device = wgpu().autodiff();
     set_gpu_kernels(false);
     for running in [false, true] {
-        let petal = bn_grads([2, 3, 5, 4], &device, true, running, true);
-        let reference = bn_grads([2, 3, 5, 4], &device, false, running, true);
+        let petal = bn_grads([2, 3, 5, 4], &device, true, running, Act::Silu);
+        let reference = bn_grads([2, 3, 5, 4], &device, false, running, Act::Silu);
         assert_eq!(
             petal, reference,
             "batch_norm with the kernels off is Burn's ops"
@@ -417,7 +439,7 @@ fn batch_norm_dispatches() -> Result<(), String> {
             beta.clone(),
             Stats::Batch,
             1e-5,
-            true,
+            Act::Relu,
         );
         sync();
         out.output

@@ -524,6 +524,66 @@ fn bench_train_step_reports_the_contract_fields() {
 }
 
 #[test]
+fn bench_conv_times_both_paths_and_refuses_bad_layers() {
+    // Two tiny 3×3 layers: one each side of the default's choice (14×14 with 8 outputs
+    // takes the shifted gemms, 4×4 does not).
+    let out = petal(&[
+        "bench",
+        "conv",
+        "--layers",
+        "6:8:14,6:8:4",
+        "--batch",
+        "2",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let v = json_ok(&out);
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 2, "{v}");
+    for r in results {
+        for pass in ["forward", "weight_grad", "input_grad"] {
+            for field in ["im2col_ms", "shifted_ms", "speedup"] {
+                assert!(
+                    r[pass][field].as_f64().unwrap() > 0.0,
+                    "{pass}.{field}: {v}"
+                );
+            }
+        }
+    }
+    assert_eq!(results[0]["auto_shifted"], true, "{v}");
+    assert_eq!(results[1]["auto_shifted"], false, "{v}");
+    for (args, want) in [
+        (
+            &["bench", "conv", "--layers", "128:x:5"][..],
+            "--layers \"128:x:5\": output channels \"x\" is not a whole number",
+        ),
+        (
+            &["bench", "conv", "--layers", "128:32"][..],
+            "--layers \"128:32\": expected C:O:S",
+        ),
+        (
+            &["bench", "conv", "--layers", "0:32:8"][..],
+            "input channels 0 is out of range: allowed 1..=4096",
+        ),
+        (
+            &["bench", "conv", "--kernel", "1"][..],
+            "--kernel 1 is out of range: allowed 2..=15",
+        ),
+        (
+            &["bench", "conv", "--layers", "4096:4096:512"][..],
+            "more than this bench's 4 GiB",
+        ),
+    ] {
+        let out = petal(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
 fn augment_preview_writes_a_grid_and_prints_the_parameters() {
     let dir = tmpdir("augment-preview");
     let png = dir.join("grid.png");

@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{gelu, hard_sigmoid, hard_swish, relu, relu6, sigmoid, silu};
 use burn::tensor::ops::ConvOptions;
+use petal_kernels::batch_norm::Act;
 use serde::{Deserialize, Serialize};
 
 /// torchvision's `_make_divisible`: round `v` to the nearest multiple of `divisor`, never
@@ -246,19 +247,25 @@ pub trait BnRun {
     fn run(&self, x: Tensor<4>) -> Tensor<4>;
     /// BatchNorm then ReLU, fused on the CPU. # Shapes: `[N, C, H, W]` → the same.
     fn run_relu(&self, x: Tensor<4>) -> Tensor<4>;
+    /// BatchNorm then SiLU, fused on the CPU. # Shapes: `[N, C, H, W]` → the same.
+    fn run_silu(&self, x: Tensor<4>) -> Tensor<4>;
 }
 
 impl BnRun for BatchNorm {
     fn run(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm_layer(self, x, false)
+        batch_norm_layer(self, x, Act::Identity)
     }
 
     fn run_relu(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm_layer(self, x, true)
+        batch_norm_layer(self, x, Act::Relu)
+    }
+
+    fn run_silu(&self, x: Tensor<4>) -> Tensor<4> {
+        batch_norm_layer(self, x, Act::Silu)
     }
 }
 
-fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, with_relu: bool) -> Tensor<4> {
+fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
     use petal_kernels::batch_norm::{Stats, batch_norm};
     let device = x.device();
     let stats = if device.is_autodiff() && bn.training.is_enabled() {
@@ -269,14 +276,7 @@ fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, with_relu: bool) -> Tensor<4> 
             bn.running_var.value().to_device(&device),
         )))
     };
-    let out = batch_norm(
-        x,
-        bn.gamma.val(),
-        bn.beta.val(),
-        stats,
-        bn.epsilon,
-        with_relu,
-    );
+    let out = batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon, act);
     if let Some((mean, var)) = out.batch_stats {
         // Burn's `BatchNorm::forward_train` update.
         let m = bn.momentum;
@@ -326,6 +326,7 @@ impl ConvNormAct {
         let x = self.conv.run(x);
         match self.act {
             Activation::Relu => self.bn.run_relu(x),
+            Activation::Silu => self.bn.run_silu(x),
             act => act.forward(self.bn.run(x)),
         }
     }

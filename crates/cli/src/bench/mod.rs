@@ -1,6 +1,7 @@
 //! `petal bench …`: speed as ratios measured in one run on one device, one file per bench.
 
 mod augment;
+mod conv;
 mod data;
 mod pool;
 mod train_step;
@@ -22,6 +23,9 @@ pub enum BenchCommand {
     /// Steady-state images/s of a full fine-tune step (augmentation, forward, loss,
     /// backward, AdamW step).
     TrainStep(train_step::TrainStepArgs),
+    /// petal's CPU convolution paths for stride-1 kernels larger than 1×1, im2col + gemm vs
+    /// the shifted gemms, per layer shape: forward, weight gradient, input gradient.
+    Conv(conv::ConvArgs),
 }
 
 /// Runs `petal bench`.
@@ -31,6 +35,7 @@ pub fn run(cmd: BenchCommand) -> Result<i32> {
         BenchCommand::Data(args) => data::run(args),
         BenchCommand::Augment(args) => augment::run(args),
         BenchCommand::TrainStep(args) => train_step::run(args),
+        BenchCommand::Conv(args) => conv::run(args),
     }
 }
 

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use burn::prelude::*;
 use clap::Args;
 use petal_core::device::{DeviceChoice, select_device};
+use petal_kernels::conv::shifted::Path;
 use petal_kernels::dispatch::{DispatchCount, DispatchWatch};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -62,6 +63,11 @@ pub struct TrainStepArgs {
     /// (`petal_kernels::pool::on_cpu_pool`), alternating step by step with the default.
     #[arg(long)]
     compare_pool: bool,
+    /// Also time the step with every CPU convolution on im2col + gemm, without the shifted
+    /// gemms that serve stride-1 kernels larger than 1×1 (`petal_kernels::conv::shifted`),
+    /// alternating step by step with the default.
+    #[arg(long)]
+    compare_im2col: bool,
     /// Also run the timed steps again with petal's CPU kernels timing themselves, and
     /// report milliseconds per step by op kind and pass (convolutions by kernel / stride /
     /// groups, BatchNorm); the rest of the step is everything else (concatenation, pooling,
@@ -123,6 +129,9 @@ struct TrainStepReport {
     /// The median step run from the calling thread, off rayon's pool (`--compare-pool`).
     #[serde(skip_serializing_if = "Option::is_none")]
     step_ms_off_pool: Option<f64>,
+    /// The median step with every CPU convolution on im2col + gemm (`--compare-im2col`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_ms_im2col: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     breakdown_ms: Option<Breakdown>,
     /// `--breakdown` with Burn's unfused AdamW (`--compare-adamw`).
@@ -258,6 +267,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         StockAdamW,
         StockConv,
         OffPool,
+        Im2col,
         Phases,
         PhasesStockAdamW,
         PhasesStockConv,
@@ -288,6 +298,11 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
             Mode::StockConv | Mode::PhasesStockConv
         ));
         petal_kernels::pool::set_on_pool(mode != Mode::OffPool);
+        petal_kernels::conv::shifted::set_path(if mode == Mode::Im2col {
+            Path::Im2col
+        } else {
+            Path::Auto
+        });
         epoch += 1;
         let mut b = Breakdown::default();
         let mut t = Instant::now();
@@ -370,6 +385,9 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     if args.compare_pool {
         modes.push(Mode::OffPool);
     }
+    if args.compare_im2col {
+        modes.push(Mode::Im2col);
+    }
     eprintln!(
         "  train step: {} warm-up + {} timed steps per mode…",
         args.warmup, args.runs
@@ -403,6 +421,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     let stock_adamw_ms = times.remove(&Mode::StockAdamW);
     let stock_conv_ms = times.remove(&Mode::StockConv);
     let off_pool_ms = times.remove(&Mode::OffPool);
+    let im2col_ms = times.remove(&Mode::Im2col);
     let mut breakdowns = Vec::new();
     if args.breakdown {
         let mut phase_modes = vec![Mode::Phases];
@@ -445,6 +464,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
     petal_kernels::conv::set_cpu_kernels(true);
     petal_kernels::batch_norm::set_gpu_kernels(true);
     petal_kernels::pool::set_on_pool(true);
+    petal_kernels::conv::shifted::set_path(Path::Auto);
     let mut dispatches = None;
     let mut dispatches_stock = None;
     let mut dispatches_by_phase = None;
@@ -581,6 +601,7 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         step_ms_stock_adamw: stock_adamw_ms,
         step_ms_stock_conv: stock_conv_ms,
         step_ms_off_pool: off_pool_ms,
+        step_ms_im2col: im2col_ms,
         breakdown_ms: breakdown,
         breakdown_ms_stock_adamw: breakdown_stock,
         breakdown_ms_stock_conv: breakdown_stock_conv,
@@ -639,6 +660,12 @@ pub fn run(args: TrainStepArgs) -> Result<i32> {
         }
         if let Some(o) = off_pool_ms {
             println!("  off rayon's pool: {o:.1} ms ({:.3}x)", o / ms);
+        }
+        if let Some(o) = im2col_ms {
+            println!(
+                "  every convolution on im2col + gemm: {o:.1} ms ({:.3}x)",
+                o / ms
+            );
         }
         for (what, b) in [
             ("", breakdown),

@@ -1,6 +1,7 @@
 //! BatchNorm (+ ReLU) as a Burn backend extension on Flex and CubeCL (wgpu), with its own
 //! backward for autodiff.
 
+use super::Act;
 use super::cpu::{self, Dims};
 use super::gpu::{self, Pass, Settings};
 use crate::flex::{slice, tensor};
@@ -26,7 +27,7 @@ pub trait BatchNormBackend: Backend {
     #[fusion(dtype = x, shape = Shape::new([2 * x[1]]))]
     fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
-    /// `(x − mean) / sqrt(var + ε) · γ + β` (then ReLU when `relu`), `stats` as
+    /// `(x − mean) / sqrt(var + ε) · γ + β` (then the activation [`Act::code`] `act`), `stats` as
     /// [`bn_stats`](Self::bn_stats) gives them. Under autodiff, `batch_stats` says the
     /// statistics are `x`'s own, so the input gradient flows through them too.
     #[fusion(dtype = x, shape = x)]
@@ -36,7 +37,7 @@ pub trait BatchNormBackend: Backend {
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> FloatTensor<Self>;
 
@@ -50,7 +51,7 @@ pub trait BatchNormBackend: Backend {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
     ) -> FloatTensor<Self>;
 
     /// The input gradient given `grad` and the [`bn_backward_sums`](Self::bn_backward_sums).
@@ -64,7 +65,7 @@ pub trait BatchNormBackend: Backend {
         beta: FloatTensor<Self>,
         sums: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> FloatTensor<Self>;
 }
@@ -74,8 +75,8 @@ fn dims(x: &FlexTensor) -> Dims {
     Dims { n, c, p: h * w }
 }
 
-fn label(relu: bool, pass: &str) -> String {
-    format!("batchnorm{} {pass}", if relu { "+relu" } else { "" })
+fn label(act: u8, pass: &str) -> String {
+    format!("batchnorm{} {pass}", Act::from_code(act).suffix())
 }
 
 impl BatchNormBackend for Flex {
@@ -93,13 +94,13 @@ impl BatchNormBackend for Flex {
         beta: FlexTensor,
         stats: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         _batch_stats: bool,
     ) -> FlexTensor {
         let [x, gamma, beta, stats] = [x, gamma, beta, stats].map(|t| t.to_contiguous());
         let shape = x.shape();
         let y = crate::profile::timed(
-            || label(relu, "forward"),
+            || label(act, "forward"),
             || {
                 cpu::forward(
                     dims(&x),
@@ -108,7 +109,7 @@ impl BatchNormBackend for Flex {
                     slice(&gamma),
                     slice(&beta),
                     epsilon,
-                    relu,
+                    Act::from_code(act),
                 )
             },
         );
@@ -122,13 +123,13 @@ impl BatchNormBackend for Flex {
         gamma: FlexTensor,
         beta: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
     ) -> FlexTensor {
         let [x, grad, stats, gamma, beta] =
             [x, grad, stats, gamma, beta].map(|t| t.to_contiguous());
         let d = dims(&x);
         let sums = crate::profile::timed(
-            || label(relu, "backward"),
+            || label(act, "backward"),
             || {
                 cpu::backward_sums(
                     d,
@@ -138,7 +139,7 @@ impl BatchNormBackend for Flex {
                     slice(&gamma),
                     slice(&beta),
                     epsilon,
-                    relu,
+                    Act::from_code(act),
                 )
             },
         );
@@ -153,14 +154,14 @@ impl BatchNormBackend for Flex {
         beta: FlexTensor,
         sums: FlexTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> FlexTensor {
         let [x, grad, stats, gamma, beta, sums] =
             [x, grad, stats, gamma, beta, sums].map(|t| t.to_contiguous());
         let shape = x.shape();
         let dx = crate::profile::timed(
-            || label(relu, "backward"),
+            || label(act, "backward"),
             || {
                 cpu::backward_input(
                     dims(&x),
@@ -171,7 +172,7 @@ impl BatchNormBackend for Flex {
                     slice(&beta),
                     slice(&sums),
                     epsilon,
-                    relu,
+                    Act::from_code(act),
                     batch_stats,
                 )
             },
@@ -184,7 +185,7 @@ impl BatchNormBackend for CubeBackend {
     fn bn_stats(x: CubeTensor) -> CubeTensor {
         let s = Settings {
             epsilon: 0.0,
-            relu: false,
+            act: 0,
             batch_stats: true,
         };
         gpu::run(Pass::Stats, vec![x], s)
@@ -196,12 +197,12 @@ impl BatchNormBackend for CubeBackend {
         beta: CubeTensor,
         stats: CubeTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> CubeTensor {
         let s = Settings {
             epsilon,
-            relu,
+            act,
             batch_stats,
         };
         gpu::run(Pass::Forward, vec![x, stats, gamma, beta], s)
@@ -214,11 +215,11 @@ impl BatchNormBackend for CubeBackend {
         gamma: CubeTensor,
         beta: CubeTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
     ) -> CubeTensor {
         let s = Settings {
             epsilon,
-            relu,
+            act,
             batch_stats: true,
         };
         gpu::run(Pass::BackwardSums, vec![x, grad, stats, gamma, beta], s)
@@ -232,12 +233,12 @@ impl BatchNormBackend for CubeBackend {
         beta: CubeTensor,
         sums: CubeTensor,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> CubeTensor {
         let s = Settings {
             epsilon,
-            relu,
+            act,
             batch_stats,
         };
         gpu::run(
@@ -250,7 +251,7 @@ impl BatchNormBackend for CubeBackend {
 
 /// What the backward pass keeps: the checkpointed `x`, `γ`, `β`, the statistics and the
 /// settings.
-type BnState<B> = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, bool, bool);
+type BnState<B> = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, u8, bool);
 
 impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B, C> {
     fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -263,7 +264,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
         beta: FloatTensor<Self>,
         stats: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
@@ -280,7 +281,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
             ) {
                 let [node_x, node_gamma, node_beta] = ops.parents;
                 let grad: FloatTensor<B> = grads.consume::<B>(&ops.node);
-                let (x_state, gamma_state, beta_state, stats, epsilon, relu, batch_stats) =
+                let (x_state, gamma_state, beta_state, stats, epsilon, act, batch_stats) =
                     ops.state;
                 let x: FloatTensor<B> = checkpointer.retrieve_node_output(x_state);
                 let gamma: FloatTensor<B> = checkpointer.retrieve_node_output(gamma_state);
@@ -293,7 +294,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
                     gamma.clone(),
                     beta.clone(),
                     epsilon,
-                    relu,
+                    act,
                 );
                 if let Some(node) = node_gamma {
                     grads.register::<B>(
@@ -314,7 +315,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
                         beta,
                         sums,
                         epsilon,
-                        relu,
+                        act,
                         batch_stats,
                     );
                     grads.register::<B>(node.id, dx);
@@ -338,7 +339,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
                     beta.into_primitive(),
                     stats.clone(),
                     epsilon,
-                    relu,
+                    act,
                     batch_stats,
                 );
                 let state = (
@@ -347,7 +348,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
                     beta_state,
                     stats,
                     epsilon,
-                    relu,
+                    act,
                     batch_stats,
                 );
                 prep.finish(state, y)
@@ -358,7 +359,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
                 beta.into_primitive(),
                 stats,
                 epsilon,
-                relu,
+                act,
                 batch_stats,
             )),
         }
@@ -371,7 +372,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
     ) -> FloatTensor<Self> {
         // Gradients of the gradient are not supported: the result is a constant.
         <FloatTensor<Self>>::new(B::bn_backward_sums(
@@ -381,7 +382,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
             gamma.into_primitive(),
             beta.into_primitive(),
             epsilon,
-            relu,
+            act,
         ))
     }
 
@@ -393,7 +394,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
         beta: FloatTensor<Self>,
         sums: FloatTensor<Self>,
         epsilon: f64,
-        relu: bool,
+        act: u8,
         batch_stats: bool,
     ) -> FloatTensor<Self> {
         // Gradients of the gradient are not supported: the result is a constant.
@@ -405,7 +406,7 @@ impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B
             beta.into_primitive(),
             sums.into_primitive(),
             epsilon,
-            relu,
+            act,
             batch_stats,
         ))
     }

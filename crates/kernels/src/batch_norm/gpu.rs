@@ -76,7 +76,8 @@ kernel!(BatchNormBackwardInputKernel, Pass::BackwardInput);
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Settings {
     pub(super) epsilon: f64,
-    pub(super) relu: bool,
+    /// [`super::Act::code`].
+    pub(super) act: u8,
     pub(super) batch_stats: bool,
 }
 
@@ -142,7 +143,7 @@ pub(super) fn run(pass: Pass, inputs: Vec<CubeTensor>, s: Settings) -> CubeTenso
         to_u32(c),
         to_u32(row),
         (s.epsilon as f32).to_bits(),
-        u32::from(s.relu),
+        u32::from(s.act),
         u32::from(s.batch_stats),
         to_u32(elements / c),
         to_u32(dims[3]),

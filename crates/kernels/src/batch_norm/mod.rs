@@ -1,4 +1,4 @@
-//! BatchNorm (optionally fused with the ReLU after it) with petal's CPU kernels on Flex
+//! BatchNorm (optionally fused with the ReLU or SiLU after it) with petal's CPU kernels on Flex
 //! and its WGSL kernels on wgpu.
 //!
 //! Burn's Flex backend has no BatchNorm of its own: Burn's defaults compose it from tensor
@@ -8,13 +8,16 @@
 //! each followed by ReLU) those small passes and their allocations are a large share of a
 //! CPU step. [`batch_norm`] does the statistics in one pass per channel (f64 sums),
 //! normalise + affine + ReLU in one, and the backward pass in two (the channel sums, then
-//! `dx`), recomputing the ReLU mask instead of storing it.
+//! `dx`), recomputing the ReLU mask (or SiLU's derivative) instead of storing it. SiLU
+//! (EfficientNet) costs Burn a sigmoid, a product and about five passes backward on top;
+//! fused, it is one `exp` per element forward and two backward.
 //!
 //! On wgpu (f32, batch statistics: training) the same four passes are WGSL kernels, one
 //! dispatch each, where Burn's default issues about seventeen per layer (reductions,
 //! element-wise chains, transposing copies); a densenet121 step has 121 BatchNorms.
 //! Elsewhere — other devices and dtypes, running statistics on wgpu, or with
 //! [`set_gpu_kernels`]`(false)` — it is Burn's `batch_norm_train` / `batch_norm` and `relu`
+//! / `silu`
 //! ([`batch_norm_reference`], also the tests' oracle).
 
 mod backend;
@@ -46,8 +49,58 @@ pub use backend::BatchNormBackend;
 
 use crate::conv::uses_cpu_kernels;
 use burn::backend::Dispatch;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{relu, silu};
 use burn::tensor::{DType, Tensor, module};
+
+/// The activation fused after BatchNorm's affine step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Act {
+    /// None: the affine output as it is.
+    #[default]
+    Identity,
+    /// `max(z, 0)`.
+    Relu,
+    /// `z · sigmoid(z)` (SiLU, "swish": EfficientNet's activation).
+    Silu,
+}
+
+impl Act {
+    /// The code the backend ops and the WGSL kernels take (`info[5]`): 0, 1, 2.
+    pub fn code(self) -> u8 {
+        match self {
+            Act::Identity => 0,
+            Act::Relu => 1,
+            Act::Silu => 2,
+        }
+    }
+
+    /// The activation of a [`code`](Self::code); unknown codes are the identity.
+    pub fn from_code(code: u8) -> Act {
+        match code {
+            1 => Act::Relu,
+            2 => Act::Silu,
+            _ => Act::Identity,
+        }
+    }
+
+    /// `"+relu"` / `"+silu"` / `""`, for profile labels.
+    pub(crate) fn suffix(self) -> &'static str {
+        match self {
+            Act::Identity => "",
+            Act::Relu => "+relu",
+            Act::Silu => "+silu",
+        }
+    }
+
+    /// The activation as Burn's op (the reference path).
+    fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Act::Identity => x,
+            Act::Relu => relu(x),
+            Act::Silu => silu(x),
+        }
+    }
+}
 
 /// Statistics for [`batch_norm`]: the batch's own (training), or given running ones.
 #[derive(Clone, Debug)]
@@ -68,14 +121,15 @@ pub struct BatchNormOutput {
     pub batch_stats: Option<(Tensor<1>, Tensor<1>)>,
 }
 
-/// Burn's ops: `batch_norm_train` (or `batch_norm` with the given statistics), then `relu`.
+/// Burn's ops: `batch_norm_train` (or `batch_norm` with the given statistics), then the
+/// activation (`relu`, `silu`).
 pub fn batch_norm_reference(
     x: Tensor<4>,
     gamma: Tensor<1>,
     beta: Tensor<1>,
     stats: Stats,
     epsilon: f64,
-    with_relu: bool,
+    act: Act,
 ) -> BatchNormOutput {
     let (output, batch_stats) = match stats {
         Stats::Batch => {
@@ -87,7 +141,7 @@ pub fn batch_norm_reference(
             (module::batch_norm(x, gamma, beta, mean, var, epsilon), None)
         }
     };
-    let output = if with_relu { relu(output) } else { output };
+    let output = act.apply(output);
     BatchNormOutput {
         output,
         batch_stats,
@@ -95,7 +149,7 @@ pub fn batch_norm_reference(
 }
 
 /// BatchNorm over `[N, C, H, W]` with per-channel `gamma` / `beta`, then ReLU when
-/// `with_relu`: petal's CPU kernels on Flex with f32, its WGSL kernels on wgpu with f32
+/// the activation `act` (ReLU or SiLU fused into the same passes): petal's CPU kernels on Flex with f32, its WGSL kernels on wgpu with f32
 /// and batch statistics (see the module docs), Burn's ops elsewhere. Differentiable with respect to `x`, `gamma` and `beta`.
 pub fn batch_norm(
     x: Tensor<4>,
@@ -103,7 +157,7 @@ pub fn batch_norm(
     beta: Tensor<1>,
     stats: Stats,
     epsilon: f64,
-    with_relu: bool,
+    act: Act,
 ) -> BatchNormOutput {
     let f32s = [x.dtype(), gamma.dtype(), beta.dtype()]
         .iter()
@@ -112,7 +166,7 @@ pub fn batch_norm(
     let on_cpu = uses_cpu_kernels(&device, DType::F32);
     let on_gpu = matches!(stats, Stats::Batch) && uses_gpu_kernels(&device, DType::F32);
     if !(f32s && (on_cpu || on_gpu)) {
-        return batch_norm_reference(x, gamma, beta, stats, epsilon, with_relu);
+        return batch_norm_reference(x, gamma, beta, stats, epsilon, act);
     }
     let c = x.dims()[1];
     let (stats, batch_stats) = match stats {
@@ -134,7 +188,7 @@ pub fn batch_norm(
         beta.into_dispatch(),
         stats.detach().into_dispatch(),
         epsilon,
-        with_relu,
+        act.code(),
         batch_stats.is_some(),
     ));
     BatchNormOutput {

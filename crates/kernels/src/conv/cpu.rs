@@ -13,8 +13,12 @@
 //!
 //! with `K = C/g · kh · kw` per group, `P = Ho · Wo` and `S` samples per chunk (as many as
 //! fit in [`CHUNK_BYTES`]). Depthwise convolutions (one input and one output channel per
-//! group) skip im2col and gemm: direct loops, parallel over channels.
+//! group) skip im2col and gemm: direct loops, parallel over channels. Stride-1 kernels
+//! larger than 1×1 on large enough maps skip im2col too: one gemm per kernel tap on a
+//! zero-padded copy of the input ([`super::shifted`]). Every scratch row has a stride off
+//! large powers of two ([`row_stride`]).
 
+use super::shifted;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -57,7 +61,7 @@ impl Geometry {
         Some([axis(0, self.h)?, axis(1, self.w)?])
     }
 
-    fn out(&self) -> [usize; 2] {
+    pub(super) fn out(&self) -> [usize; 2] {
         self.output_size()
             .expect("conv geometry checked by the caller")
     }
@@ -117,7 +121,11 @@ thread_local! {
 
 /// Runs `f` with two scratch slices of `a` and `b` elements (contents unspecified: every
 /// user overwrites them before reading).
-fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+pub(super) fn with_scratch<R>(
+    a: usize,
+    b: usize,
+    f: impl FnOnce(&mut [f32], &mut [f32]) -> R,
+) -> R {
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut bufs) => {
             let (x, y) = &mut *bufs;
@@ -143,13 +151,13 @@ fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     }
 }
 
-/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, each given by (pointer, row stride, column
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, each given by (slice, row stride, column
 /// stride) in elements.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(super) fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
-    dst_rs: usize,
+    (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
@@ -162,7 +170,7 @@ fn matmul(
     let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
         (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
     };
-    assert!(last(dst_rs, 1, m, n) < dst.len());
+    assert!(last(dst_rs, dst_cs, m, n) < dst.len());
     if k > 0 {
         assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len());
         assert!(last(rhs_rs, rhs_cs, k, n) < rhs.len());
@@ -175,7 +183,7 @@ fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            1,
+            dst_cs as isize,
             dst_rs as isize,
             accumulate,
             lhs.as_ptr(),
@@ -209,52 +217,59 @@ fn valid(out: usize, stride: usize, offset: isize, size: usize) -> std::ops::Ran
     lo.min(out)..hi.min(out).max(lo.min(out))
 }
 
-/// im2col of samples `n0..n0 + s` into `col[C·kh·kw, s·P]` (row `(c, i, j)`, column
-/// `sample·P + oh·Wo + ow`).
-fn im2col(g: &Geometry, x: &[f32], n0: usize, s: usize, col: &mut [f32]) {
+/// The row stride for rows of `len` elements: `len` rounded up to an odd multiple of 16
+/// (64 bytes). A stride that is a multiple of a large power of two maps a column's
+/// elements onto a few cache sets, and gemm's packing of a transposed operand slowed
+/// 3.5× on such strides (8 samples of 16×16: 2048).
+pub(super) fn row_stride(len: usize) -> usize {
+    (len.div_ceil(16) | 1) * 16
+}
+
+/// im2col of samples `n0..n0 + s` into `col[C·kh·kw, s·P]` with row stride `ld` (row `(c,
+/// i, j)`, column `sample·P + oh·Wo + ow`).
+fn im2col(g: &Geometry, x: &[f32], n0: usize, s: usize, ld: usize, col: &mut [f32]) {
     let [ho, wo] = g.out();
     let p = ho * wo;
     let [kh, kw] = g.kernel;
     let plane = g.h * g.w;
-    col.par_chunks_mut(s * p)
-        .enumerate()
-        .for_each(|(row, out)| {
-            let c = row / (kh * kw);
-            let (i, j) = ((row / kw) % kh, row % kw);
-            let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
-            let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
-            let rows = valid(ho, g.stride[0], off_h, g.h);
-            let cols = valid(wo, g.stride[1], off_w, g.w);
-            for sample in 0..s {
-                let src = &x[((n0 + sample) * g.c + c) * plane..][..plane];
-                let dst = &mut out[sample * p..][..p];
-                for oh in 0..ho {
-                    let line = &mut dst[oh * wo..][..wo];
-                    if !rows.contains(&oh) {
-                        line.fill(0.0);
-                        continue;
-                    }
-                    let ih = (oh * g.stride[0]) as isize + off_h;
-                    let src_line = &src[ih as usize * g.w..][..g.w];
-                    line[..cols.start].fill(0.0);
-                    line[cols.end..].fill(0.0);
-                    let first = (cols.start * g.stride[1]) as isize + off_w;
-                    if g.stride[1] == 1 {
-                        let len = cols.len();
-                        line[cols.clone()].copy_from_slice(&src_line[first as usize..][..len]);
-                    } else {
-                        for (k, v) in line[cols.clone()].iter_mut().enumerate() {
-                            *v = src_line[first as usize + k * g.stride[1]];
-                        }
+    col.par_chunks_mut(ld).enumerate().for_each(|(row, out)| {
+        let c = row / (kh * kw);
+        let (i, j) = ((row / kw) % kh, row % kw);
+        let off_h = (i * g.dilation[0]) as isize - g.padding[0] as isize;
+        let off_w = (j * g.dilation[1]) as isize - g.padding[1] as isize;
+        let rows = valid(ho, g.stride[0], off_h, g.h);
+        let cols = valid(wo, g.stride[1], off_w, g.w);
+        for sample in 0..s {
+            let src = &x[((n0 + sample) * g.c + c) * plane..][..plane];
+            let dst = &mut out[sample * p..][..p];
+            for oh in 0..ho {
+                let line = &mut dst[oh * wo..][..wo];
+                if !rows.contains(&oh) {
+                    line.fill(0.0);
+                    continue;
+                }
+                let ih = (oh * g.stride[0]) as isize + off_h;
+                let src_line = &src[ih as usize * g.w..][..g.w];
+                line[..cols.start].fill(0.0);
+                line[cols.end..].fill(0.0);
+                let first = (cols.start * g.stride[1]) as isize + off_w;
+                if g.stride[1] == 1 {
+                    let len = cols.len();
+                    line[cols.clone()].copy_from_slice(&src_line[first as usize..][..len]);
+                } else {
+                    for (k, v) in line[cols.clone()].iter_mut().enumerate() {
+                        *v = src_line[first as usize + k * g.stride[1]];
                     }
                 }
             }
-        });
+        }
+    });
 }
 
-/// col2im: `dx[n0 + sample, c] += Σ_(i, j) dcol[(c, i, j), sample·P + …]` scattered back
-/// to the input positions. `dx` covers all samples; planes outside the chunk are untouched.
-fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, dx: &mut [f32]) {
+/// col2im: `dx[n0 + sample, c] += Σ_(i, j) dcol[(c, i, j), sample·P + …]` (row stride
+/// `ld`) scattered back to the input positions. `dx` covers all samples; planes outside the
+/// chunk are untouched.
+fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, ld: usize, dx: &mut [f32]) {
     let [ho, wo] = g.out();
     let (p, kk, plane, stride) = (ho * wo, g.kernel[0] * g.kernel[1], g.h * g.w, g.stride[1]);
     dx[n0 * g.c * plane..(n0 + s) * g.c * plane]
@@ -263,7 +278,7 @@ fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, dx: &mut [f32]) {
         .for_each(|(idx, out)| {
             let (sample, c) = (idx / g.c, idx % g.c);
             tap_rows(g, |tap, o, i, len| {
-                let src = &dcol[(c * kk + tap) * s * p + sample * p + o..][..len];
+                let src = &dcol[(c * kk + tap) * ld + sample * p + o..][..len];
                 if stride == 1 {
                     add_assign(&mut out[i..i + len], src);
                 } else {
@@ -275,29 +290,30 @@ fn col2im(g: &Geometry, dcol: &[f32], n0: usize, s: usize, dx: &mut [f32]) {
         });
 }
 
-/// `[N, O, P]` samples `n0..n0 + s` → `[O, s·P]`.
+/// `[N, O, P]` samples `n0..n0 + s` → `[O, s·P]` with row stride `ld`.
 fn gather_channels_first(
     src: &[f32],
     chans: usize,
     p: usize,
-    n0: usize,
-    s: usize,
+    (n0, s): (usize, usize),
+    ld: usize,
     dst: &mut [f32],
 ) {
-    dst.par_chunks_mut(s * p).enumerate().for_each(|(ch, out)| {
+    dst.par_chunks_mut(ld).enumerate().for_each(|(ch, out)| {
         for sample in 0..s {
             out[sample * p..][..p].copy_from_slice(&src[((n0 + sample) * chans + ch) * p..][..p]);
         }
     });
 }
 
-/// `[O, s·P]` → samples `n0..n0 + s` of `[N, O, P]`, plus `bias[o]`.
+/// `[O, s·P]` with row stride `ld` → samples `n0..n0 + s` of `[N, O, P]`, plus `bias[o]`.
+#[allow(clippy::too_many_arguments)]
 fn scatter_channels_first(
     src: &[f32],
     chans: usize,
     p: usize,
-    n0: usize,
-    s: usize,
+    (n0, s): (usize, usize),
+    ld: usize,
     bias: Option<&[f32]>,
     dst: &mut [f32],
 ) {
@@ -307,21 +323,24 @@ fn scatter_channels_first(
         .for_each(|(idx, out)| {
             let (sample, ch) = (idx / chans, idx % chans);
             let b = bias.map_or(0.0, |b| b[ch]);
-            for (d, v) in out.iter_mut().zip(&src[ch * s * p + sample * p..][..p]) {
+            for (d, v) in out.iter_mut().zip(&src[ch * ld + sample * p..][..p]) {
                 *d = v + b;
             }
         });
 }
 
-/// Calls `f(n0, s, columns, channels_first)` for each chunk `n0..n0 + s` of samples, with
-/// scratch sized for the chunk: `C·kh·kw × s·P` im2col columns and `O × s·P` values.
-fn for_chunks(g: &Geometry, mut f: impl FnMut(usize, usize, &mut [f32], &mut [f32])) {
+/// Calls `f(n0, s, ld, columns, channels_first)` for each chunk `n0..n0 + s` of samples,
+/// with scratch sized for the chunk: `C·kh·kw` im2col rows and `O` rows of values, each row
+/// `s·P` elements at stride `ld` ([`row_stride`]).
+fn for_chunks(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32])) {
     let [ho, wo] = g.out();
     let (p, rows, step) = (ho * wo, g.groups * g.kg(), g.chunk());
-    with_scratch(rows * step * p, g.o * step * p, |col, t| {
+    let most = row_stride(step * p);
+    with_scratch(rows * most, g.o * most, |col, t| {
         for n0 in (0..g.n).step_by(step) {
             let s = step.min(g.n - n0);
-            f(n0, s, &mut col[..rows * s * p], &mut t[..g.o * s * p]);
+            let ld = row_stride(s * p);
+            f(n0, s, ld, &mut col[..rows * ld], &mut t[..g.o * ld]);
         }
     });
 }
@@ -336,53 +355,90 @@ pub fn forward(g: &Geometry, x: &[f32], weight: &[f32], bias: Option<&[f32]>) ->
         depthwise_forward(g, x, weight, bias, &mut y);
         return y;
     }
+    if shifted::serves(g) {
+        shifted::forward(g, x, weight, bias, None, &mut y);
+        return y;
+    }
+    im2col_forward(g, x, weight, bias, &mut y);
+    y
+}
+
+/// [`forward`] by im2col + gemm into `y` (zeroed, `[N, O, Ho, Wo]`).
+pub(super) fn im2col_forward(
+    g: &Geometry,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let p = {
+        let [ho, wo] = g.out();
+        ho * wo
+    };
     let (kg, og) = (g.kg(), g.og());
-    for_chunks(g, |n0, s, col, yt| {
+    for_chunks(g, |n0, s, ld, col, yt| {
         let sp = s * p;
-        im2col(g, x, n0, s, col);
+        im2col(g, x, n0, s, ld, col);
         for gi in 0..g.groups {
             // Y_g[og, sp] = W_g[og, kg] · col_g[kg, sp]
             let w = &weight[gi * og * kg..];
-            let dst = &mut yt[gi * og * sp..];
+            let dst = &mut yt[gi * og * ld..];
             matmul(
                 (og, sp, kg),
                 dst,
-                sp,
+                (ld, 1),
                 false,
                 w,
                 (kg, 1),
-                &col[gi * kg * sp..],
-                (sp, 1),
+                &col[gi * kg * ld..],
+                (ld, 1),
             );
         }
-        scatter_channels_first(yt, g.o, p, n0, s, bias, &mut y);
+        scatter_channels_first(yt, g.o, p, (n0, s), ld, bias, y);
     });
-    y
 }
 
 /// The weight gradient `[O, C/g, kh, kw]` given the input and the output gradient `dy
 /// [N, O, Ho, Wo]`.
 pub fn weight_grad(g: &Geometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    let (kg, og) = (g.kg(), g.og());
-    let mut dw = vec![0.0; g.o * kg];
+    let mut dw = vec![0.0; g.o * g.kg()];
     if g.is_depthwise() {
         depthwise_weight_grad(g, x, dy, &mut dw);
         return dw;
     }
+    if shifted::serves(g) {
+        shifted::weight_grad(g, x, dy, None, &mut dw);
+        return dw;
+    }
+    im2col_weight_grad(g, x, dy, &mut dw);
+    dw
+}
+
+/// [`weight_grad`] by im2col + gemm into `dw` (`[O, C/g, kh, kw]`).
+pub(super) fn im2col_weight_grad(g: &Geometry, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    let (kg, og) = (g.kg(), g.og());
     let [ho, wo] = g.out();
     let p = ho * wo;
-    for_chunks(g, |n0, s, col, dyt| {
+    for_chunks(g, |n0, s, ld, col, dyt| {
         let sp = s * p;
-        im2col(g, x, n0, s, col);
-        gather_channels_first(dy, g.o, p, n0, s, dyt);
+        im2col(g, x, n0, s, ld, col);
+        gather_channels_first(dy, g.o, p, (n0, s), ld, dyt);
         for gi in 0..g.groups {
             // dW_g[og, kg] += dY_g[og, sp] · col_g[kg, sp]ᵀ
-            let (lhs, rhs) = (&dyt[gi * og * sp..], &col[gi * kg * sp..]);
+            let (lhs, rhs) = (&dyt[gi * og * ld..], &col[gi * kg * ld..]);
             let dst = &mut dw[gi * og * kg..];
-            matmul((og, kg, sp), dst, kg, n0 > 0, lhs, (sp, 1), rhs, (1, sp));
+            matmul(
+                (og, kg, sp),
+                dst,
+                (kg, 1),
+                n0 > 0,
+                lhs,
+                (ld, 1),
+                rhs,
+                (1, ld),
+            );
         }
     });
-    dw
 }
 
 /// The input gradient `[N, C, H, W]` given the weight and the output gradient.
@@ -392,21 +448,30 @@ pub fn input_grad(g: &Geometry, weight: &[f32], dy: &[f32]) -> Vec<f32> {
         depthwise_input_grad(g, weight, dy, &mut dx);
         return dx;
     }
+    if shifted::serves(g) {
+        shifted::input_grad(g, weight, dy, None, &mut dx);
+        return dx;
+    }
+    im2col_input_grad(g, weight, dy, &mut dx);
+    dx
+}
+
+/// [`input_grad`] by gemm + col2im into `dx` (zeroed, `[N, C, H, W]`).
+pub(super) fn im2col_input_grad(g: &Geometry, weight: &[f32], dy: &[f32], dx: &mut [f32]) {
     let (kg, og) = (g.kg(), g.og());
     let [ho, wo] = g.out();
     let p = ho * wo;
-    for_chunks(g, |n0, s, dcol, dyt| {
+    for_chunks(g, |n0, s, ld, dcol, dyt| {
         let sp = s * p;
-        gather_channels_first(dy, g.o, p, n0, s, dyt);
+        gather_channels_first(dy, g.o, p, (n0, s), ld, dyt);
         for gi in 0..g.groups {
             // dcol_g[kg, sp] = W_g[og, kg]ᵀ · dY_g[og, sp]
-            let (w, rhs) = (&weight[gi * og * kg..], &dyt[gi * og * sp..]);
-            let dst = &mut dcol[gi * kg * sp..];
-            matmul((kg, sp, og), dst, sp, false, w, (1, kg), rhs, (sp, 1));
+            let (w, rhs) = (&weight[gi * og * kg..], &dyt[gi * og * ld..]);
+            let dst = &mut dcol[gi * kg * ld..];
+            matmul((kg, sp, og), dst, (ld, 1), false, w, (1, kg), rhs, (ld, 1));
         }
-        col2im(g, dcol, n0, s, &mut dx);
+        col2im(g, dcol, n0, s, ld, dx);
     });
-    dx
 }
 
 /// `dst += a · src` (vectorised where the caller is compiled for SIMD).

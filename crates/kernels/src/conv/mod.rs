@@ -17,6 +17,7 @@
 
 mod backend;
 pub mod cpu;
+pub mod shifted;
 
 pub use backend::ConvBackend;
 
