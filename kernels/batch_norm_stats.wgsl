@@ -1,9 +1,14 @@
-// BatchNorm statistics: out [2C] = [mean_0 … mean_C−1, var_0 … var_C−1] (biased variance),
-// in two passes over the channel's values within one workgroup (mean, then Σ(x − mean)²).
+// BatchNorm statistics: out[0..2C] = [mean_0 … mean_C−1, var_0 … var_C−1] (biased
+// variance), in two passes over the channel's values within one workgroup (mean, then
+// Σ(x − mean)²); and the running statistics moved towards them, Burn's BatchNorm update
+// r · (1 − m) + batch · m, at out[info[21] + c] (mean) and out[info[22] + c] (variance),
+// f32(m) and f32(1 − m) in info[19] and info[20].
 
 @group(0) @binding(0) var<storage, read_write> x_buf: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out_buf: array<f32>;
-@group(0) @binding(2) var<storage, read_write> info: array<u32>;
+@group(0) @binding(1) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(2) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_buf: array<f32>;
+@group(0) @binding(4) var<storage, read_write> info: array<u32>;
 
 @compute @workgroup_size(256, 1, 1)
 fn main(
@@ -40,7 +45,12 @@ fn main(
     s_a[lid] = q;
     reduce_pair(lid);
     if (valid && lid == 0u) {
+        let variance = s_a[0] / f32(m);
         out_buf[c] = mean;
-        out_buf[channels + c] = s_a[0] / f32(m);
+        out_buf[channels + c] = variance;
+        let momentum = bitcast<f32>(info[19]);
+        let keep = bitcast<f32>(info[20]);
+        out_buf[info[21] + c] = running_mean[c] * keep + mean * momentum;
+        out_buf[info[22] + c] = running_var[c] * keep + variance * momentum;
     }
 }

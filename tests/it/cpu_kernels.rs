@@ -190,9 +190,10 @@ fn conv2d_matches_burns_conv_value_and_gradients_flex() {
 fn conv2d_on_wgpu_is_burns_conv_or_a_pointwise_matmul() {
     let device = wgpu().autodiff();
     assert!(!uses_cpu_kernels(&device, burn::tensor::DType::F32));
-    // Not pointwise: Burn's conv2d itself.
+    // Neither pointwise nor a small "same" convolution: Burn's conv2d itself.
     for c in [
-        case([2, 4, 7, 6], 5, 3, 1, 1, 1),
+        case([2, 4, 7, 6], 5, 3, 1, 0, 1), // 3×3 without padding
+        case([2, 4, 7, 6], 5, 3, 2, 1, 1), // 3×3 with stride 2
         case([2, 6, 9, 9], 6, 3, 2, 1, 6),
         case([2, 16, 8, 8], 6, 1, 2, 0, 1), // 1×1 with stride 2
     ] {
@@ -202,15 +203,24 @@ fn conv2d_on_wgpu_is_burns_conv_or_a_pointwise_matmul() {
     }
     // Pointwise (1×1, stride 1, no padding, one group): one batched matmul, the same values
     // up to float order; with the GPU paths off, Burn's conv2d again.
-    let pointwise = [
+    // Pointwise (1×1, stride 1, no padding, one group): one batched matmul. Small stride-1
+    // "same" convolutions (3×3 pad 1, 5×5 pad 2): petal's direct kernels.
+    let petal_paths = [
         case([3, 12, 9, 7], 8, 1, 1, 0, 1),
         case([2, 8, 1, 1], 4, 1, 1, 0, 1),
         Case {
             bias: true,
             ..case([2, 6, 5, 4], 7, 1, 1, 0, 1)
         },
+        case([2, 4, 7, 6], 5, 3, 1, 1, 1),
+        case([3, 6, 9, 8], 4, 5, 1, 2, 1),
+        case([2, 3, 1, 2], 4, 3, 1, 1, 1), // maps smaller than the kernel
+        Case {
+            bias: true,
+            ..case([2, 5, 6, 6], 3, 3, 1, 1, 1)
+        },
     ];
-    for c in &pointwise {
+    for c in &petal_paths {
         let petal = conv_grads(c, &device, true);
         let reference = conv_grads(c, &device, false);
         assert_conv_grads_close(&petal, &reference, c);
@@ -219,9 +229,43 @@ fn conv2d_on_wgpu_is_burns_conv_or_a_pointwise_matmul() {
         set_gpu_kernels(true);
         assert_eq!(
             off, reference,
-            "pointwise with the GPU paths off is Burn's conv2d"
+            "pointwise and direct with the GPU paths off are Burn's conv2d"
         );
     }
+}
+
+/// A small 3×3 "same" convolution on wgpu trains in three dispatches of petal's direct
+/// kernels (forward, input gradient, weight gradient), none of Burn's convolution
+/// machinery (about eleven dispatches with its layout copies).
+#[test]
+fn direct_conv_training_dispatches_wgpu() {
+    let device = wgpu().autodiff();
+    let sync = || device.sync().expect("sync");
+    let c = case([2, 16, 8, 8], 8, 3, 1, 1, 1);
+    let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
+    let x = t4(c.x, 1, &device).require_grad();
+    let w = t4([c.o, c.x[1], 3, 3], 2, &device).require_grad();
+    let r = t4([c.x[0], c.o, c.x[2], c.x[3]], 4, &device);
+    sync();
+    let mut last = String::new();
+    for _ in 0..10 {
+        let (_, counts) = count_dispatches(|| {
+            let y = conv2d(x.clone(), w.clone(), None, options.clone());
+            let grads = (y * r.clone()).sum().backward();
+            sync();
+            grads
+        });
+        let kinds = counts.by_kind();
+        if counts.of("ConvDirect") == 3
+            && !kinds.contains_key("copy")
+            && !kinds.contains_key("conv")
+            && !kinds.contains_key("matmul")
+        {
+            return;
+        }
+        last = format!("{:?}", counts.by_kernel);
+    }
+    panic!("direct conv: {last}");
 }
 
 /// `(y, dx, dγ, dβ, mean, var)` of `sum(bn(x) · r)`.
@@ -405,9 +449,10 @@ fn batch_norm_with_the_kernels_off_is_burns_on_wgpu() {
     set_gpu_kernels(true);
 }
 
-/// A training BatchNorm+ReLU on wgpu is two kernels forward (statistics; normalise +
-/// ReLU) and two backward (channel sums; input gradient), and none of Burn's reductions
-/// (Burn's ops: about seventeen dispatches for the pair).
+/// A training BatchNorm+ReLU on wgpu is two kernels forward (statistics with the
+/// running-statistics update, for 64 channels read as views; normalise + ReLU) and two
+/// backward (channel sums; input gradient), and none of Burn's reductions (Burn's ops:
+/// about seventeen dispatches for the pair, and one more for the update).
 #[test]
 fn batch_norm_training_layer_is_four_dispatches_wgpu() {
     // The launch observer is process-wide, and other tests may run GPU work meanwhile: an
@@ -426,30 +471,40 @@ fn batch_norm_training_layer_is_four_dispatches_wgpu() {
 fn batch_norm_dispatches() -> Result<(), String> {
     let device = wgpu().autodiff();
     let sync = || device.sync().expect("sync");
-    let (c, shape) = (6, [3, 6, 5, 4]);
+    let (c, shape) = (64, [3, 64, 5, 4]);
     let x = t4(shape, 1, &device).require_grad();
     let gamma = t1(c, 2, &device).require_grad();
     let beta = t1(c, 3, &device).require_grad();
+    let (mean, var) = (t1(c, 5, &device), t1(c, 6, &device).abs());
     let r = t4(shape, 4, &device);
     sync();
-    let (y, forward) = count_dispatches(|| {
+    let ((y, running), forward) = count_dispatches(|| {
+        let stats = Stats::BatchUpdating(Box::new((mean.clone(), var.clone(), 0.1)));
         let out = batch_norm(
             x.clone(),
             gamma.clone(),
             beta.clone(),
-            Stats::Batch,
+            stats,
             1e-5,
             Act::Relu,
         );
+        let running = out.running.expect("running statistics");
+        // Materialise the running statistics: a copy would show here.
+        let running = (running.0 + 0.0, running.1 + 0.0);
         sync();
-        out.output
+        (out.output, running)
     });
-    // Besides the two kernels, at most the two views of the statistics that feed the
-    // running-statistics update.
-    let kernels = forward.of("BatchNorm");
-    if kernels != 2 || forward.by_kind().contains_key("reduce") || forward.total() > 4 {
+    // The two kernels and the two additions above, nothing for the update (a slice that
+    // is not a view would be a copy).
+    let kinds = forward.by_kind();
+    if forward.of("BatchNorm") != 2
+        || kinds.contains_key("reduce")
+        || kinds.contains_key("copy")
+        || forward.total() > 4
+    {
         return Err(format!("forward: {:?}", forward.by_kernel));
     }
+    assert_eq!(values(running.0.inner()).len(), c);
     let loss = (y * r).sum();
     sync();
     let (grads, backward) = count_dispatches(|| {
@@ -464,6 +519,75 @@ fn batch_norm_dispatches() -> Result<(), String> {
     let dbeta = values(beta.grad(&grads).expect("dbeta"));
     assert_eq!((dgamma.len(), dbeta.len()), (c, c));
     Ok(())
+}
+
+/// `Stats::BatchUpdating`: the output and the moved running statistics equal the reference
+/// path's (Burn's `batch_norm_train` and update), for 64 channels (the statistics kernel's
+/// update, read as views) and 40 (Burn's update chain on the batch's statistics).
+fn batch_norm_running_update_matches_burns(device: &Device) {
+    for c in [64, 40] {
+        let shape = [3, c, 4, 5];
+        let x = t4(shape, 1, device) * 2.0 + 1.0;
+        let (gamma, beta) = (t1(c, 2, device), t1(c, 3, device));
+        let (mean, var) = (t1(c, 4, device), t1(c, 5, device).abs() + 0.5);
+        let run = |petal: bool| {
+            let stats = Stats::BatchUpdating(Box::new((mean.clone(), var.clone(), 0.1)));
+            let f = if petal {
+                batch_norm
+            } else {
+                batch_norm_reference
+            };
+            let out = f(
+                x.clone(),
+                gamma.clone(),
+                beta.clone(),
+                stats,
+                1e-5,
+                Act::Silu,
+            );
+            assert!(out.batch_stats.is_none());
+            let (m, v) = out.running.expect("running statistics");
+            [
+                values(out.output.inner()),
+                values(m.inner()),
+                values(v.inner()),
+            ]
+        };
+        let (petal, reference) = (run(true), run(false));
+        for ((a, b), (what, tol)) in petal.iter().zip(&reference).zip([
+            ("output", 2e-5),
+            ("running mean", 1e-6),
+            ("running variance", 1e-6),
+        ]) {
+            assert_eq!(a.len(), b.len());
+            let err = rel(a, b);
+            assert!(err <= tol, "{what} with {c} channels: error {err:e}");
+        }
+        // By hand for one channel: 0.9·r + 0.1·batch.
+        let xs = values(x.clone().inner());
+        let batch_mean: f64 = (0..3)
+            .flat_map(|n| xs[(n * c) * 20..(n * c + 1) * 20].to_vec())
+            .map(f64::from)
+            .sum::<f64>()
+            / 60.0;
+        let r0 = f64::from(values(mean.clone().inner())[0]);
+        let want = 0.9 * r0 + 0.1 * batch_mean;
+        assert!(
+            (f64::from(petal[1][0]) - want).abs() < 1e-5,
+            "{} vs {want}",
+            petal[1][0]
+        );
+    }
+}
+
+#[test]
+fn batch_norm_running_update_matches_burns_flex() {
+    batch_norm_running_update_matches_burns(&flex().autodiff());
+}
+
+#[test]
+fn batch_norm_running_update_matches_burns_wgpu() {
+    batch_norm_running_update_matches_burns(&wgpu().autodiff());
 }
 
 /// How [`step`] runs: petal's CPU kernels in f32, Burn's ops in f32, Burn's ops in f64.

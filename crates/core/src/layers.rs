@@ -269,7 +269,13 @@ fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
     use petal_kernels::batch_norm::{Stats, batch_norm};
     let device = x.device();
     let stats = if device.is_autodiff() && bn.training.is_enabled() {
-        Stats::Batch
+        // Burn's `BatchNorm::forward_train` update, `r·(1 − momentum) + batch·momentum`
+        // (on wgpu in the statistics kernel's dispatch).
+        Stats::BatchUpdating(Box::new((
+            bn.running_mean.value_sync().to_device(&device),
+            bn.running_var.value_sync().to_device(&device),
+            bn.momentum,
+        )))
     } else {
         Stats::Running(Box::new((
             bn.running_mean.value().to_device(&device),
@@ -277,23 +283,9 @@ fn batch_norm_layer(bn: &BatchNorm, x: Tensor<4>, act: Act) -> Tensor<4> {
         )))
     };
     let out = batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon, act);
-    if let Some((mean, var)) = out.batch_stats {
-        // Burn's `BatchNorm::forward_train` update.
-        let m = bn.momentum;
-        let running_mean = bn.running_mean.value_sync().to_device(&device);
-        let running_var = bn.running_var.value_sync().to_device(&device);
-        bn.running_mean.update(
-            running_mean
-                .mul_scalar(1.0 - m)
-                .add(mean.mul_scalar(m))
-                .detach(),
-        );
-        bn.running_var.update(
-            running_var
-                .mul_scalar(1.0 - m)
-                .add(var.mul_scalar(m))
-                .detach(),
-        );
+    if let Some((mean, var)) = out.running {
+        bn.running_mean.update(mean);
+        bn.running_var.update(var);
     }
     out.output
 }

@@ -22,10 +22,18 @@ use burn::tensor::{Shape, Slice};
 /// routes other devices and dtypes to Burn's ops.
 #[backend_extension(Autodiff, Cube, Fusion, Flex)]
 pub trait BatchNormBackend: Backend {
-    /// Per-channel mean and biased variance of `x [N, C, H, W]` as one `[2C]` tensor
-    /// (means, then variances). Not differentiated.
-    #[fusion(dtype = x, shape = Shape::new([2 * x[1]]))]
-    fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Per-channel mean and biased variance of `x [N, C, H, W]` (means, then variances:
+    /// the first `2C` values), and `running_mean`, `running_var` (`[C]`) moved by
+    /// `momentum` towards them, `r·(1 − m) + batch·m`, at the offsets of the
+    /// [`StatsLayout`](super::StatsLayout) of `C`, in one tensor of its length. Not
+    /// differentiated.
+    #[fusion(dtype = x, shape = Shape::new([super::StatsLayout::of(x[1]).len]))]
+    fn bn_stats(
+        x: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        momentum: f64,
+    ) -> FloatTensor<Self>;
 
     /// `(x − mean) / sqrt(var + ε) · γ + β` (then the activation [`Act::code`] `act`), `stats` as
     /// [`bn_stats`](Self::bn_stats) gives them. Under autodiff, `batch_stats` says the
@@ -80,11 +88,22 @@ fn label(act: u8, pass: &str) -> String {
 }
 
 impl BatchNormBackend for Flex {
-    fn bn_stats(x: FlexTensor) -> FlexTensor {
+    fn bn_stats(
+        x: FlexTensor,
+        running_mean: FlexTensor,
+        running_var: FlexTensor,
+        momentum: f64,
+    ) -> FlexTensor {
         let (d, x) = (dims(&x), x.to_contiguous());
+        let (rm, rv) = (running_mean.to_contiguous(), running_var.to_contiguous());
+        let layout = super::StatsLayout::of(d.c);
         crate::profile::timed(
             || "batchnorm statistics".into(),
-            || tensor(cpu::stats(d, slice(&x)), [2 * d.c]),
+            || {
+                let batch = cpu::stats(d, slice(&x));
+                let out = layout.with_running(&batch, slice(&rm), slice(&rv), momentum);
+                tensor(out, [layout.len])
+            },
         )
     }
 
@@ -182,13 +201,19 @@ impl BatchNormBackend for Flex {
 }
 
 impl BatchNormBackend for CubeBackend {
-    fn bn_stats(x: CubeTensor) -> CubeTensor {
+    fn bn_stats(
+        x: CubeTensor,
+        running_mean: CubeTensor,
+        running_var: CubeTensor,
+        momentum: f64,
+    ) -> CubeTensor {
         let s = Settings {
             epsilon: 0.0,
             act: 0,
             batch_stats: true,
+            momentum,
         };
-        gpu::run(Pass::Stats, vec![x], s)
+        gpu::run(Pass::Stats, vec![x, running_mean, running_var], s)
     }
 
     fn bn_forward(
@@ -204,6 +229,7 @@ impl BatchNormBackend for CubeBackend {
             epsilon,
             act,
             batch_stats,
+            momentum: 0.0,
         };
         gpu::run(Pass::Forward, vec![x, stats, gamma, beta], s)
     }
@@ -221,6 +247,7 @@ impl BatchNormBackend for CubeBackend {
             epsilon,
             act,
             batch_stats: true,
+            momentum: 0.0,
         };
         gpu::run(Pass::BackwardSums, vec![x, grad, stats, gamma, beta], s)
     }
@@ -240,6 +267,7 @@ impl BatchNormBackend for CubeBackend {
             epsilon,
             act,
             batch_stats,
+            momentum: 0.0,
         };
         gpu::run(
             Pass::BackwardInput,
@@ -254,8 +282,18 @@ impl BatchNormBackend for CubeBackend {
 type BnState<B> = (NodeId, NodeId, NodeId, FloatTensor<B>, f64, u8, bool);
 
 impl<B: BatchNormBackend, C: CheckpointStrategy> BatchNormBackend for Autodiff<B, C> {
-    fn bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        <FloatTensor<Self>>::new(B::bn_stats(x.into_primitive()))
+    fn bn_stats(
+        x: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        momentum: f64,
+    ) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::bn_stats(
+            x.into_primitive(),
+            running_mean.into_primitive(),
+            running_var.into_primitive(),
+            momentum,
+        ))
     }
 
     fn bn_forward(

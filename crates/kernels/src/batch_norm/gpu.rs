@@ -79,13 +79,15 @@ pub(super) struct Settings {
     /// [`super::Act::code`].
     pub(super) act: u8,
     pub(super) batch_stats: bool,
+    /// The running statistics' momentum (the statistics pass).
+    pub(super) momentum: f64,
 }
 
 /// Launches `pass`: binds the `inputs` in the order its WGSL source declares them (`x
 /// [N, C, H, W]` first, then for the backward passes the output gradient, both read
-/// through their strides; the rest — statistics, γ, β, sums — made contiguous), a new
-/// contiguous output (`[2C]` for the per-channel passes, `x`'s shape otherwise) and the
-/// info buffer.
+/// through their strides; the rest — running statistics, statistics, γ, β, sums — made
+/// contiguous), a new contiguous output (the [`super::StatsLayout`] for the statistics,
+/// `[2C]` for the backward sums, `x`'s shape otherwise) and the info buffer.
 pub(super) fn run(pass: Pass, inputs: Vec<CubeTensor>, s: Settings) -> CubeTensor {
     let strided = if pass == Pass::Stats || pass == Pass::Forward {
         1
@@ -110,7 +112,10 @@ pub(super) fn run(pass: Pass, inputs: Vec<CubeTensor>, s: Settings) -> CubeTenso
         "batch_norm: expected [N, C, H, W] with N·H·W > 0, got {dims:?}"
     );
     let (c, hw) = (dims[1], dims[2] * dims[3]);
-    let out_shape = if pass.per_channel() {
+    let layout = super::StatsLayout::of(c);
+    let out_shape = if pass == Pass::Stats {
+        Shape::new([layout.len])
+    } else if pass.per_channel() {
         Shape::new([2 * c])
     } else {
         x.meta.shape().clone()
@@ -150,6 +155,12 @@ pub(super) fn run(pass: Pass, inputs: Vec<CubeTensor>, s: Settings) -> CubeTenso
     ];
     info.extend(strides(x));
     info.extend(grad_strides);
+    info.extend([
+        (s.momentum as f32).to_bits(),
+        ((1.0 - s.momentum) as f32).to_bits(),
+        to_u32(layout.running_mean),
+        to_u32(layout.running_var),
+    ]);
     let client = x.client.clone();
     let handle = client.empty(out_shape.num_elements() * x.dtype.size());
     let out =

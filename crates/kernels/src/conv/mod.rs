@@ -11,15 +11,18 @@
 //! (`dW += dY·colᵀ`, `dcol = Wᵀ·dY` + col2im, `Y = W·col`), depthwise convolutions as
 //! direct loops. On wgpu (f32, with [`crate::batch_norm::set_gpu_kernels`] on) a pointwise
 //! convolution (1×1, stride 1, no padding, one group) is one batched matmul on NCHW, without
-//! the layout copies Burn's GPU convolution makes. Everywhere else (other wgpu convolutions,
+//! the layout copies Burn's GPU convolution makes, and a small stride-1 "same" convolution
+//! (densenet121's 3×3 layers at small inputs) is one direct WGSL kernel per pass ([`gpu`]). Everywhere else (other wgpu convolutions,
 //! f16, asymmetric padding) it is Burn's own `conv2d`, which is also the tests' oracle
 //! ([`conv2d_reference`]).
 
 mod backend;
 pub mod cpu;
+mod gpu;
 pub mod shifted;
 
 pub use backend::ConvBackend;
+pub use gpu::{ConvDirectBackend, MAX_MACS};
 
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::tensor::module;
@@ -96,10 +99,17 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    if is_pointwise(&weight.dims(), &options)
-        && crate::batch_norm::uses_gpu_kernels(&x.device(), x.dtype())
-    {
+    let on_gpu =
+        crate::batch_norm::uses_gpu_kernels(&x.device(), x.dtype()) && weight.dtype() == DType::F32;
+    if on_gpu && is_pointwise(&weight.dims(), &options) {
         return conv1x1_matmul(x, weight, bias);
+    }
+    if on_gpu && is_direct(&x.dims(), &weight.dims(), &options) {
+        let y = Tensor::<4>::from_dispatch(<Dispatch as ConvDirectBackend>::conv_direct(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+        ));
+        return with_bias(y, bias);
     }
     let handled = uses_cpu_kernels(&x.device(), x.dtype())
         && weight.dtype() == DType::F32
@@ -133,6 +143,27 @@ fn is_pointwise(w: &[usize; 4], options: &ConvOptions<2>) -> bool {
         && options.stride == [1, 1]
         && options.padding.iter().all(|&(a, b)| a == 0 && b == 0)
         && options.groups == 1
+}
+
+/// A convolution for [`gpu`]'s direct kernels: a square odd kernel larger than 1×1 with
+/// "same" padding, stride 1, no dilation, one group, and at most [`MAX_MACS`]
+/// multiply-adds.
+fn is_direct(x: &[usize; 4], w: &[usize; 4], options: &ConvOptions<2>) -> bool {
+    let k = w[2];
+    let p = k.saturating_sub(1) / 2;
+    let macs = x[0]
+        .saturating_mul(w[0])
+        .saturating_mul(x[2] * x[3])
+        .saturating_mul(x[1] * k * k);
+    k > 1
+        && k % 2 == 1
+        && w[3] == k
+        && x[1] == w[1]
+        && options.stride == [1, 1]
+        && options.dilation == [1, 1]
+        && options.groups == 1
+        && options.padding.iter().all(|&(a, b)| a == p && b == p)
+        && macs <= MAX_MACS
 }
 
 /// A pointwise convolution as one batched matmul on NCHW as it lies, `Y[n] = W · X[n]` with
