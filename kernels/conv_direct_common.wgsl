@@ -7,6 +7,22 @@
 
 const WG: u32 = 256u;
 
+struct Conv {
+    batch: u32,
+    channels: u32,
+    h: u32,
+    w: u32,
+    outputs: u32,
+    k: u32,
+    p: i32,
+}
+
+// The convolution's sizes from `info`.
+fn conv() -> Conv {
+    return Conv(info[0], info[1], info[2], info[3], info[4], info[5], i32(info[6]));
+}
+
+// This invocation's index, or `info[7]` and more when it has no value to compute.
 fn invocation(wid: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * info[8] + wid.x) * WG + lid;
 }

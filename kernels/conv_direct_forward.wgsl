@@ -14,29 +14,24 @@ fn main(
     if (i >= info[7]) {
         return;
     }
-    let channels = info[1];
-    let h = info[2];
-    let w = info[3];
-    let outputs = info[4];
-    let k = info[5];
-    let p = i32(info[6]);
-    let s = i % w;
-    let r = (i / w) % h;
-    let o = (i / (w * h)) % outputs;
-    let n = i / (w * h * outputs);
+    let d = conv();
+    let s = i % d.w;
+    let r = (i / d.w) % d.h;
+    let o = (i / (d.w * d.h)) % d.outputs;
+    let n = i / (d.w * d.h * d.outputs);
     var acc = 0.0;
-    for (var c = 0u; c < channels; c = c + 1u) {
-        let plane = (n * channels + c) * h * w;
-        let taps = (o * channels + c) * k * k;
-        for (var a = 0u; a < k; a = a + 1u) {
-            let y = i32(r) + i32(a) - p;
-            if (!inside(y, h)) {
+    for (var c = 0u; c < d.channels; c = c + 1u) {
+        let plane = (n * d.channels + c) * d.h * d.w;
+        let taps = (o * d.channels + c) * d.k * d.k;
+        for (var a = 0u; a < d.k; a = a + 1u) {
+            let y = i32(r) + i32(a) - d.p;
+            if (!inside(y, d.h)) {
                 continue;
             }
-            for (var b = 0u; b < k; b = b + 1u) {
-                let x = i32(s) + i32(b) - p;
-                if (inside(x, w)) {
-                    acc = acc + w_buf[taps + a * k + b] * x_buf[plane + u32(y) * w + u32(x)];
+            for (var b = 0u; b < d.k; b = b + 1u) {
+                let x = i32(s) + i32(b) - d.p;
+                if (inside(x, d.w)) {
+                    acc = acc + w_buf[taps + a * d.k + b] * x_buf[plane + u32(y) * d.w + u32(x)];
                 }
             }
         }

@@ -14,29 +14,24 @@ fn main(
     if (i >= info[7]) {
         return;
     }
-    let channels = info[1];
-    let h = info[2];
-    let w = info[3];
-    let outputs = info[4];
-    let k = info[5];
-    let p = i32(info[6]);
-    let s = i % w;
-    let r = (i / w) % h;
-    let c = (i / (w * h)) % channels;
-    let n = i / (w * h * channels);
+    let d = conv();
+    let s = i % d.w;
+    let r = (i / d.w) % d.h;
+    let c = (i / (d.w * d.h)) % d.channels;
+    let n = i / (d.w * d.h * d.channels);
     var acc = 0.0;
-    for (var o = 0u; o < outputs; o = o + 1u) {
-        let plane = (n * outputs + o) * h * w;
-        let taps = (o * channels + c) * k * k;
-        for (var a = 0u; a < k; a = a + 1u) {
-            let y = i32(r) - i32(a) + p;
-            if (!inside(y, h)) {
+    for (var o = 0u; o < d.outputs; o = o + 1u) {
+        let plane = (n * d.outputs + o) * d.h * d.w;
+        let taps = (o * d.channels + c) * d.k * d.k;
+        for (var a = 0u; a < d.k; a = a + 1u) {
+            let y = i32(r) - i32(a) + d.p;
+            if (!inside(y, d.h)) {
                 continue;
             }
-            for (var b = 0u; b < k; b = b + 1u) {
-                let x = i32(s) - i32(b) + p;
-                if (inside(x, w)) {
-                    acc = acc + w_buf[taps + a * k + b] * grad[plane + u32(y) * w + u32(x)];
+            for (var b = 0u; b < d.k; b = b + 1u) {
+                let x = i32(s) - i32(b) + d.p;
+                if (inside(x, d.w)) {
+                    acc = acc + w_buf[taps + a * d.k + b] * grad[plane + u32(y) * d.w + u32(x)];
                 }
             }
         }

@@ -15,31 +15,25 @@ fn main(
     if (i >= info[7]) {
         return;
     }
-    let batch = info[0];
-    let channels = info[1];
-    let h = info[2];
-    let w = info[3];
-    let outputs = info[4];
-    let k = info[5];
-    let p = i32(info[6]);
-    let b = i % k;
-    let a = (i / k) % k;
-    let c = (i / (k * k)) % channels;
-    let o = i / (k * k * channels);
-    // Output rows r with 0 ≤ r + a − p < h, columns s with 0 ≤ s + b − p < w.
-    let r0 = u32(max(p - i32(a), 0));
-    let r1 = u32(max(min(i32(h) + p - i32(a), i32(h)), 0));
-    let s0 = u32(max(p - i32(b), 0));
-    let s1 = u32(max(min(i32(w) + p - i32(b), i32(w)), 0));
+    let d = conv();
+    let b = i % d.k;
+    let a = (i / d.k) % d.k;
+    let c = (i / (d.k * d.k)) % d.channels;
+    let o = i / (d.k * d.k * d.channels);
+    // Output rows r with 0 ≤ r + a − p < H, columns s with 0 ≤ s + b − p < W.
+    let r0 = u32(max(d.p - i32(a), 0));
+    let r1 = u32(max(min(i32(d.h) + d.p - i32(a), i32(d.h)), 0));
+    let s0 = u32(max(d.p - i32(b), 0));
+    let s1 = u32(max(min(i32(d.w) + d.p - i32(b), i32(d.w)), 0));
     var acc = 0.0;
-    for (var n = 0u; n < batch; n = n + 1u) {
-        let gplane = (n * outputs + o) * h * w;
-        let xplane = (n * channels + c) * h * w;
+    for (var n = 0u; n < d.batch; n = n + 1u) {
+        let gplane = (n * d.outputs + o) * d.h * d.w;
+        let xplane = (n * d.channels + c) * d.h * d.w;
         for (var r = r0; r < r1; r = r + 1u) {
-            let y = u32(i32(r) + i32(a) - p);
+            let y = u32(i32(r) + i32(a) - d.p);
             for (var s = s0; s < s1; s = s + 1u) {
-                let x = u32(i32(s) + i32(b) - p);
-                acc = acc + grad[gplane + r * w + s] * x_buf[xplane + y * w + x];
+                let x = u32(i32(s) + i32(b) - d.p);
+                acc = acc + grad[gplane + r * d.w + s] * x_buf[xplane + y * d.w + x];
             }
         }
     }

@@ -14,7 +14,7 @@ use petal::kernels::batch_norm::{
     Act, Stats, batch_norm, batch_norm_reference, set_gpu_kernels, uses_gpu_kernels,
 };
 use petal::kernels::conv::{conv2d, conv2d_reference, set_cpu_kernels, uses_cpu_kernels};
-use petal::kernels::dispatch::count_dispatches;
+use petal::kernels::dispatch::{DispatchCount, count_dispatches};
 use petal::models::head::PoolOrder;
 use petal::models::{BackboneConfig, ClassifierConfig, HeadConfig};
 
@@ -239,33 +239,14 @@ fn conv2d_on_wgpu_is_burns_conv_or_a_pointwise_matmul() {
 /// machinery (about eleven dispatches with its layout copies).
 #[test]
 fn direct_conv_training_dispatches_wgpu() {
-    let device = wgpu().autodiff();
-    let sync = || device.sync().expect("sync");
     let c = case([2, 16, 8, 8], 8, 3, 1, 1, 1);
-    let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
-    let x = t4(c.x, 1, &device).require_grad();
-    let w = t4([c.o, c.x[1], 3, 3], 2, &device).require_grad();
-    let r = t4([c.x[0], c.o, c.x[2], c.x[3]], 4, &device);
-    sync();
-    let mut last = String::new();
-    for _ in 0..10 {
-        let (_, counts) = count_dispatches(|| {
-            let y = conv2d(x.clone(), w.clone(), None, options.clone());
-            let grads = (y * r.clone()).sum().backward();
-            sync();
-            grads
-        });
+    conv_training_dispatches(&c, "direct conv", |counts| {
         let kinds = counts.by_kind();
-        if counts.of("ConvDirect") == 3
-            && !kinds.contains_key("copy")
-            && !kinds.contains_key("conv")
-            && !kinds.contains_key("matmul")
-        {
-            return;
-        }
-        last = format!("{:?}", counts.by_kernel);
-    }
-    panic!("direct conv: {last}");
+        counts.of("ConvDirect") == 3
+            && ["copy", "conv", "matmul"]
+                .iter()
+                .all(|k| !kinds.contains_key(*k))
+    });
 }
 
 /// `(y, dx, dγ, dβ, mean, var)` of `sum(bn(x) · r)`.
@@ -683,17 +664,16 @@ fn training_steps_with_the_cpu_kernels_are_as_accurate_as_burns_ops_flex() {
     }
 }
 
-/// A pointwise convolution on wgpu is one matmul forward and, backward, two matmuls and the
-/// weight gradient's sum over the batch, with no layout copies (Burn's conv2d wraps its
-/// gemm in copies to and from channels-last).
-#[test]
-fn pointwise_conv_training_dispatches_wgpu() {
+/// The dispatches of one training step of `conv2d` for `c` on wgpu (forward, `sum(y·r)`,
+/// backward), counted until `ok` accepts them: the launch observer is process-wide, and
+/// other tests may run GPU work meanwhile. A path that issued other kernels fails all ten
+/// attempts.
+fn conv_training_dispatches(c: &Case, what: &str, ok: impl Fn(&DispatchCount) -> bool) {
     let device = wgpu().autodiff();
     let sync = || device.sync().expect("sync");
-    let c = case([4, 24, 6, 5], 16, 1, 1, 0, 1);
     let options = ConvOptions::new(c.stride, c.pad, c.dil, c.groups);
     let x = t4(c.x, 1, &device).require_grad();
-    let w = t4([c.o, c.x[1], 1, 1], 2, &device).require_grad();
+    let w = t4([c.o, c.x[1] / c.groups, c.k[0], c.k[1]], 2, &device).require_grad();
     let r = t4([c.x[0], c.o, c.x[2], c.x[3]], 4, &device);
     sync();
     let mut last = String::new();
@@ -704,15 +684,24 @@ fn pointwise_conv_training_dispatches_wgpu() {
             sync();
             grads
         });
-        let kinds = counts.by_kind();
-        println!("pointwise conv forward + backward: {:?}", counts.by_kernel);
-        if kinds.get("matmul") == Some(&3)
-            && !kinds.contains_key("copy")
-            && !kinds.contains_key("conv")
-        {
+        if ok(&counts) {
             return;
         }
         last = format!("{:?}", counts.by_kernel);
     }
-    panic!("pointwise conv: {last}");
+    panic!("{what}: {last}");
+}
+
+/// A pointwise convolution on wgpu is one matmul forward and, backward, two matmuls and the
+/// weight gradient's sum over the batch, with no layout copies (Burn's conv2d wraps its
+/// gemm in copies to and from channels-last).
+#[test]
+fn pointwise_conv_training_dispatches_wgpu() {
+    let c = case([4, 24, 6, 5], 16, 1, 1, 0, 1);
+    conv_training_dispatches(&c, "pointwise conv", |counts| {
+        let kinds = counts.by_kind();
+        kinds.get("matmul") == Some(&3)
+            && !kinds.contains_key("copy")
+            && !kinds.contains_key("conv")
+    });
 }
