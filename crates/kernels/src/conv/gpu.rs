@@ -27,7 +27,10 @@ use burn::tensor::{DType, Shape};
 /// Most multiply-adds (`N·O·H·W·C·k²`) of a convolution the direct kernels take: a 3×3
 /// with 128 inputs and 32 outputs over 8 samples of 32×32 (densenet121's first block at a
 /// 128² input) is 302 M. Larger convolutions are arithmetic-bound, where Burn's tiled
-/// matrix products are the better kernels. (Not tuned on a real GPU: none was lent.)
+/// matrix products are the better kernels. (Not tuned on a real GPU: none was lent. On
+/// lavapipe, a CPU, the direct kernels are slow arithmetic — densenet121's first block
+/// took ~170 ms per pass — yet a threshold of 2²⁴, which sends densenet121's first two
+/// blocks back to Burn at 64², gave no faster step there: BENCHMARKS.md.)
 pub const MAX_MACS: usize = 1 << 29;
 
 /// A direct convolution without bias: `x [N, C, H, W]`, `weight [O, C, k, k]` (k odd,
