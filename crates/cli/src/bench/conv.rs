@@ -103,16 +103,11 @@ fn parse_layer(text: &str) -> Result<[usize; 3]> {
     ])
 }
 
-/// Fastest of `runs` timed calls (after one untimed call), in ms.
-fn fastest_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+/// Wall time of one call of `f`, in ms.
+fn time_ms(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
     f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::INFINITY, f64::min)
+    t.elapsed().as_secs_f64() * 1e3
 }
 
 /// Runs `petal bench conv`.
@@ -172,12 +167,18 @@ pub fn run(args: ConvArgs) -> Result<i32> {
         );
         let auto_shifted = shifted::serves(&g);
         let pass = |f: &mut dyn FnMut()| {
+            let paths = [Path::Im2col, Path::Shifted];
+            // One untimed call per path (scratch buffers, page faults), then the paths
+            // alternate, one timed call each per round.
+            for path in paths {
+                shifted::set_path(path);
+                f();
+            }
             let mut best = [f64::INFINITY; 2];
-            // Alternate the paths, one timed call each per round.
             for _ in 0..args.runs {
-                for (i, path) in [Path::Im2col, Path::Shifted].into_iter().enumerate() {
+                for (i, path) in paths.into_iter().enumerate() {
                     shifted::set_path(path);
-                    best[i] = best[i].min(fastest_ms(1, &mut *f));
+                    best[i] = best[i].min(time_ms(f));
                 }
             }
             PassTimes {

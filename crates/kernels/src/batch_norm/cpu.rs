@@ -44,27 +44,16 @@ impl Dims {
 /// SIMD registers (one f64 chain per element would serialise on the add latency).
 const LANES: usize = 16;
 
-/// `Σ f(a_i, b_i)` over one plane: f32 lanes, the lane totals added in f64.
+/// `Σ f(a_i, b_i)` over one plane: f32 lanes, the lane totals added in f64 ([`plane_sums2`]
+/// with one sum: the unused second is optimised away).
 #[inline(always)]
 fn plane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    let mut acc = [0f32; LANES];
-    let (a_body, a_tail) = a.split_at(a.len() / LANES * LANES);
-    let (b_body, b_tail) = b.split_at(a_body.len());
-    for (ca, cb) in a_body.chunks_exact(LANES).zip(b_body.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += f(ca[l], cb[l]);
-        }
-    }
-    let tail: f64 = a_tail
-        .iter()
-        .zip(b_tail)
-        .map(|(&x, &y)| f(x, y) as f64)
-        .sum();
-    acc.iter().map(|&v| v as f64).sum::<f64>() + tail
+    plane_sums2(a, b, |x, y| (f(x, y), 0.0)).0
 }
 
-/// `(Σ f(a_i, b_i).0, Σ f(a_i, b_i).1)` over one plane in one pass, each sum as
-/// [`plane_sum`] adds it.
+/// `(Σ f(a_i, b_i).0, Σ f(a_i, b_i).1)` over one plane in one pass: each sum in f32 lanes
+/// (independent accumulators the compiler keeps in SIMD registers), the lane totals and
+/// the tail added in f64.
 #[inline(always)]
 fn plane_sums2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
     let mut acc = [[0f32; LANES]; 2];

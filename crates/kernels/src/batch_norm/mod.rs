@@ -213,17 +213,19 @@ pub fn batch_norm_reference(
     epsilon: f64,
     act: Act,
 ) -> BatchNormOutput {
+    let train = || {
+        let r = module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), epsilon);
+        (r.output, (r.mean.detach(), r.variance.detach()))
+    };
     let (output, batch_stats, running) = match stats {
-        Stats::Batch | Stats::BatchUpdating(_) => {
-            let r = module::batch_norm_train(x, gamma, beta, epsilon);
-            let batch = (r.mean.detach(), r.variance.detach());
-            match stats {
-                Stats::BatchUpdating(u) => {
-                    let (mean, var, m) = *u;
-                    (r.output, None, Some(moved((mean, var), batch, m)))
-                }
-                _ => (r.output, Some(batch), None),
-            }
+        Stats::Batch => {
+            let (output, batch) = train();
+            (output, Some(batch), None)
+        }
+        Stats::BatchUpdating(u) => {
+            let (output, batch) = train();
+            let (mean, var, m) = *u;
+            (output, None, Some(moved((mean, var), batch, m)))
         }
         Stats::Running(running) => {
             let (mean, var) = *running;
@@ -273,7 +275,8 @@ pub fn batch_norm(
         Stats::BatchUpdating(u) => {
             let (mean, var, m) = *u;
             let s = stats_with_running(&x, mean.clone(), var.clone(), m);
-            let running = if StatsLayout::views(c) {
+            // On the CPU the slices are views whatever `C`; on a GPU when `C` is aligned.
+            let running = if on_cpu || StatsLayout::views(c) {
                 let l = StatsLayout::of(c);
                 (
                     s.clone().narrow(0, l.running_mean, c),

@@ -329,20 +329,31 @@ fn scatter_channels_first(
         });
 }
 
-/// Calls `f(n0, s, ld, columns, channels_first)` for each chunk `n0..n0 + s` of samples,
-/// with scratch sized for the chunk: `C·kh·kw` im2col rows and `O` rows of values, each row
-/// `s·P` elements at stride `ld` ([`row_stride`]).
-fn for_chunks(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32])) {
-    let [ho, wo] = g.out();
-    let (p, rows, step) = (ho * wo, g.groups * g.kg(), g.chunk());
-    let most = row_stride(step * p);
-    with_scratch(rows * most, g.o * most, |col, t| {
-        for n0 in (0..g.n).step_by(step) {
-            let s = step.min(g.n - n0);
-            let ld = row_stride(s * p);
-            f(n0, s, ld, &mut col[..rows * ld], &mut t[..g.o * ld]);
+/// Calls `f(n0, s, ld, a, b)` for each chunk `n0..n0 + s` of at most `step` of `n`
+/// samples, with scratch of `rows.0` and `rows.1` rows of `len(s)` elements at stride
+/// `ld` ([`row_stride`]). Both CPU paths chunk their samples this way.
+pub(super) fn chunked(
+    (n, step): (usize, usize),
+    (rows_a, rows_b): (usize, usize),
+    len: impl Fn(usize) -> usize,
+    mut f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32]),
+) {
+    let most = row_stride(len(step));
+    with_scratch(rows_a * most, rows_b * most, |a, b| {
+        for n0 in (0..n).step_by(step) {
+            let s = step.min(n - n0);
+            let ld = row_stride(len(s));
+            f(n0, s, ld, &mut a[..rows_a * ld], &mut b[..rows_b * ld]);
         }
     });
+}
+
+/// [`chunked`] for im2col: `C·kh·kw` column rows and `O` rows of values, each `s·P`
+/// elements.
+fn for_chunks(g: &Geometry, f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32])) {
+    let [ho, wo] = g.out();
+    let p = ho * wo;
+    chunked((g.n, g.chunk()), (g.groups * g.kg(), g.o), |s| s * p, f);
 }
 
 /// The forward convolution: `x [N, C, H, W]`, `weight [O, C/g, kh, kw]`, `bias [O]` →

@@ -21,7 +21,7 @@
 //! maps, and layers with many output channels (where im2col's copies are a small part of
 //! the work), on im2col. PyTorch's oneDNN direct convolutions avoid im2col too.
 
-use super::cpu::{Geometry, matmul, row_stride, with_scratch};
+use super::cpu::{CHUNK_BYTES, Geometry, chunked, matmul};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -128,23 +128,17 @@ impl Padded {
     }
 }
 
-/// Calls `f(n0, s, ld, a, b)` for each chunk `n0..n0 + s` of at most `step` samples, with
-/// scratch of `C` and `O` rows of `ld ≥ lead + s·Hp·Wp` elements ([`row_stride`]).
+/// [`chunked`] for the shifted gemms: chunks of `step` samples (default: as many as fit
+/// [`CHUNK_BYTES`]), `C` and `O` rows of `lead + s·Hp·Wp` elements.
 fn for_chunks(
     g: &Geometry,
     p: &Padded,
-    step: usize,
+    step: Option<usize>,
     lead: usize,
-    mut f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32]),
+    f: impl FnMut(usize, usize, usize, &mut [f32], &mut [f32]),
 ) {
-    let most = row_stride(lead + step * p.plane());
-    with_scratch(g.c * most, g.o * most, |a, b| {
-        for n0 in (0..g.n).step_by(step) {
-            let s = step.min(g.n - n0);
-            let ld = row_stride(lead + s * p.plane());
-            f(n0, s, ld, &mut a[..g.c * ld], &mut b[..g.o * ld]);
-        }
-    });
+    let step = step.unwrap_or_else(|| p.chunk(g, CHUNK_BYTES));
+    chunked((g.n, step), (g.c, g.o), |s| lead + s * p.plane(), f);
 }
 
 /// Packs samples `n0..n0 + s` of `src [N, chans, rows, cols]` into the rows of `dst`
@@ -227,7 +221,6 @@ pub(super) fn forward(
     let p = Padded::of(g);
     let out = g.out();
     let kk = g.kernel[0] * g.kernel[1];
-    let step = step.unwrap_or_else(|| p.chunk(g, super::cpu::CHUNK_BYTES));
     for_chunks(g, &p, step, 0, |n0, s, ld, xp, yw| {
         let sp = s * p.plane();
         pack(x, g.c, [g.h, g.w], &p, g.padding, 0, (n0, s), ld, xp);
@@ -264,7 +257,6 @@ pub(super) fn weight_grad(
     let offsets = p.offsets(g);
     // One `[O, C]` block per tap, filled in parallel, then interleaved into `[O, C, kh, kw]`.
     let mut taps = vec![0.0f32; kk * g.o * g.c];
-    let step = step.unwrap_or_else(|| p.chunk(g, super::cpu::CHUNK_BYTES));
     for_chunks(g, &p, step, 0, |n0, s, ld, xp, dyw| {
         let sp = s * p.plane();
         pack(x, g.c, [g.h, g.w], &p, g.padding, 0, (n0, s), ld, xp);
@@ -305,7 +297,6 @@ pub(super) fn input_grad(
 ) {
     let p = Padded::of(g);
     let kk = g.kernel[0] * g.kernel[1];
-    let step = step.unwrap_or_else(|| p.chunk(g, super::cpu::CHUNK_BYTES));
     // `dyz` leads with `reach` zeros, so that `q − off` never goes below its start.
     let lead = p.reach;
     for_chunks(g, &p, step, lead, |n0, s, ld, dxp, dyz| {
